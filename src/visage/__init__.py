@@ -1,0 +1,51 @@
+"""visage: face recognition, liveness, neural style transfer and ConvNet introspection, offline.
+
+The face pipeline in a few calls::
+
+    import visage
+    faces = visage.detect("group.jpg")            # list[Face]
+    encodings = visage.encode("me.jpg")           # list[FaceEncoding], f(x) per face
+    result = visage.verify("me.jpg", "you.jpg")   # Verification: distance, threshold, same, probability
+
+Submodules import lazily, so ``import visage`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "detect": "visage.api",
+    "encode": "visage.api",
+    "encode_batch": "visage.api",
+    "verify": "visage.api",
+    "load_image": "visage.imageio",
+    "Image": "visage.imageio",
+    "Face": "visage.faces.types",
+    "Box": "visage.faces.types",
+    "FaceEncoding": "visage.faces.types",
+    "Verification": "visage.verify",
+    "Calibration": "visage.verify",
+    "VisageError": "visage.errors",
+    "ImageError": "visage.errors",
+    "ModelError": "visage.errors",
+    "FaceCountError": "visage.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .api import detect, encode, encode_batch, verify
+    from .errors import FaceCountError, ImageError, ModelError, VisageError
+    from .faces.types import Box, Face, FaceEncoding
+    from .imageio import Image, load_image
+    from .verify import Calibration, Verification
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'visage' has no attribute {name!r}")

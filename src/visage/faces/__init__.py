@@ -1,0 +1,1 @@
+"""Faces: detection, landmarks and alignment."""

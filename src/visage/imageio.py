@@ -1,0 +1,174 @@
+"""Load and validate images: paths, bytes, numpy arrays and PIL images become RGB uint8 arrays.
+
+Every failure is an :class:`~visage.errors.ImageError` whose message names the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, PILImage.Image, "Image"]
+
+#: Largest image accepted, in pixels (width × height). Guards against decompression bombs.
+DEFAULT_MAX_PIXELS = int(os.environ.get("VISAGE_MAX_PIXELS", 120_000_000))
+#: Largest encoded file accepted, in bytes.
+DEFAULT_MAX_BYTES = int(os.environ.get("VISAGE_MAX_BYTES", 200 * 1024 * 1024))
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """A decoded image: ``pixels`` is an (H, W, 3) uint8 RGB array, upright as displayed."""
+
+    pixels: np.ndarray
+    name: str
+    sha256: str = field(repr=False)
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image:
+    """Decode ``source`` once and return an :class:`Image` (RGB uint8, EXIF orientation applied).
+
+    ``source`` may be a path, the encoded bytes of a file, a numpy array (grey, RGB or RGBA;
+    uint8, uint16 or float in [0, 1]), a PIL image, or an :class:`Image` (returned as is).
+    Raises :class:`ImageError` naming the input when it cannot be used.
+    """
+    if isinstance(source, Image):
+        return source
+    if isinstance(source, np.ndarray):
+        label = name or "<array>"
+        pixels = _array_to_rgb(source, label)
+        _check_pixels(pixels.shape[1], pixels.shape[0], label, max_pixels)
+        return Image(pixels, label, hashlib.sha256(pixels.tobytes()).hexdigest())
+    if isinstance(source, PILImage.Image):
+        label = name or "<PIL image>"
+        _check_pixels(source.width, source.height, label, max_pixels)
+        pixels = _pil_to_rgb(ImageOps.exif_transpose(source), label)
+        return Image(pixels, label, hashlib.sha256(pixels.tobytes()).hexdigest())
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        label = name or "<bytes>"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        label = name or str(path)
+        data = _read_file(path, label)
+    else:
+        raise ImageError(f"cannot use an object of type {type(source).__name__} as an image")
+    return _decode(data, label, max_pixels)
+
+
+def _read_file(path: Path, label: str) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageError(f"{label}: is a directory, not an image")
+    if size > DEFAULT_MAX_BYTES:
+        raise ImageError(f"{label}: file is {size / 1e6:.0f} MB, over the {DEFAULT_MAX_BYTES / 1e6:.0f} MB limit")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+
+
+def _decode(data: bytes, label: str, max_pixels: int) -> Image:
+    if not data:
+        raise ImageError(f"{label}: file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit applies; PIL's bomb warning would only repeat it.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            pil = PILImage.open(io.BytesIO(data))
+            _check_pixels(pil.width, pil.height, label, max_pixels)
+            pil.load()
+    except ImageError:
+        raise
+    except PILImage.DecompressionBombError:
+        raise ImageError(f"{label}: image is too large to decode safely (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image file, or a format visage cannot read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = "truncated or corrupt" if "truncated" in str(exc) or isinstance(exc, OSError) else "corrupt"
+        raise ImageError(f"{label}: image data is {reason} ({exc})") from None
+    pixels = _pil_to_rgb(ImageOps.exif_transpose(pil), label)
+    return Image(pixels, label, hashlib.sha256(data).hexdigest())
+
+
+def _check_pixels(width: int, height: int, label: str, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{label}: image has no pixels ({width}×{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{label}: image is {width}×{height} = {width * height / 1e6:.0f} MP, over the "
+            f"{max_pixels / 1e6:.0f} MP limit (set VISAGE_MAX_PIXELS to raise it)"
+        )
+
+
+def _pil_to_rgb(pil: PILImage.Image, label: str) -> np.ndarray:
+    mode = pil.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _array_to_rgb(np.asarray(pil), label)
+    if mode == "P":
+        pil = pil.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = pil.convert("RGBA")
+        white = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        pil = PILImage.alpha_composite(white, rgba)
+    return np.ascontiguousarray(np.asarray(pil.convert("RGB"), dtype=np.uint8))
+
+
+def _array_to_rgb(array: np.ndarray, label: str) -> np.ndarray:
+    """Grey, RGB or RGBA arrays of uint8, uint16, int or float → (H, W, 3) uint8."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"{label}: array of shape {array.shape} is not a grey, RGB or RGBA image")
+    if array.size == 0:
+        raise ImageError(f"{label}: image has no pixels (shape {array.shape})")
+    if array.dtype == np.uint8:
+        scaled = array
+    elif array.dtype == bool:
+        scaled = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageError(f"{label}: float image holds NaN or infinite values")
+        top = 255.0 if array.max() > 1.0 else 1.0
+        scaled = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.integer):
+        top = 65535 if array.max() > 255 else 255
+        scaled = np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        raise ImageError(f"{label}: cannot use pixels of type {array.dtype}")
+    if scaled.ndim == 2:
+        scaled = np.repeat(scaled[:, :, None], 3, axis=2)
+    elif scaled.shape[2] == 4:
+        alpha = scaled[:, :, 3:4].astype(np.float32) / 255.0
+        scaled = (scaled[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(scaled)
