@@ -119,6 +119,7 @@ def verify(
     calibration: Calibration | None = None,
     detector: str = "hog",
     encoder: str = DEFAULT_ENCODER,
+    min_face_size: float | None = None,
 ) -> Verification:
     """Are the largest faces in ``a`` and ``b`` the same person?
 
@@ -127,7 +128,7 @@ def verify(
     :class:`~visage.errors.FaceCountError` when either image has no face.
     """
     images = [load_image(a), load_image(b)]
-    found = encode_batch(images, which="largest", detector=detector, encoder=encoder)
+    found = encode_batch(images, which="largest", detector=detector, encoder=encoder, min_face_size=min_face_size)
     for img, encodings in zip(images, found):
         if not encodings:
             raise FaceCountError(f"{img.name}: no face found")

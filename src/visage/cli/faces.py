@@ -1,0 +1,97 @@
+"""``visage detect``, ``visage encode`` and ``visage verify``."""
+
+from __future__ import annotations
+
+import json
+
+from .. import api
+from ..encoders import DEFAULT_ENCODER, ENCODERS
+from ..faces.detect import DETECTORS
+from ..imageio import load_image
+
+EXIT_SAME, EXIT_DIFFERENT = 0, 1
+
+
+def add_detector_options(parser) -> None:
+    """``--detector`` and ``--min-face``, shared by every command that finds faces."""
+    parser.add_argument("--detector", choices=sorted(DETECTORS), default="hog", help="face detector (default: hog)")
+    parser.add_argument("--min-face", type=float, default=None, metavar="PX",
+                        help="smallest face to find, in pixels (default: 5%% of the shorter side, at least 40)")
+
+
+def add_pipeline_options(parser) -> None:
+    """Detector options plus ``--encoder``, shared by every command that encodes faces."""
+    add_detector_options(parser)
+    parser.add_argument("--encoder", choices=sorted(ENCODERS), default=DEFAULT_ENCODER,
+                        help=f"face encoder (default: {DEFAULT_ENCODER})")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("detect", help="find faces: boxes, scores, 5- and 68-point landmarks")
+    p.add_argument("photo")
+    p.add_argument("--draw", metavar="OUT.png", help="write the photo with detections drawn on it")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_detector_options(p)
+    p.set_defaults(run=run_detect)
+
+    p = sub.add_parser("encode", help="print the encoding f(x) of each face")
+    p.add_argument("photo")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--which", choices=["all", "largest", "one"], default="all",
+                   help="all faces, the largest, or exactly one (error otherwise)")
+    add_pipeline_options(p)
+    p.set_defaults(run=run_encode)
+
+    p = sub.add_parser("verify", help="same person? exit 0 same, 1 different, 2 error")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the calibrated one)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_pipeline_options(p)
+    p.set_defaults(run=run_verify)
+
+
+def run_detect(args) -> int:
+    image = load_image(args.photo)
+    faces = api.detect(image, detector=args.detector, min_face_size=args.min_face)
+    if args.draw:
+        from ..draw import save_drawing
+
+        save_drawing(image, faces, args.draw)
+    if args.json:
+        print(json.dumps({"image": image.name, "width": image.width, "height": image.height,
+                          "faces": [f.to_dict() for f in faces]}, indent=2))
+    else:
+        print(f"{image.name}: {len(faces)} face(s)")
+        for i, f in enumerate(faces):
+            b = f.box
+            print(f"  #{i}  box left={b.left} top={b.top} right={b.right} bottom={b.bottom}  score={f.score:.2f}")
+        if args.draw:
+            print(f"drawing written to {args.draw}")
+    return 0
+
+
+def run_encode(args) -> int:
+    image = load_image(args.photo)
+    found = api.encode(image, which=args.which, detector=args.detector, encoder=args.encoder,
+                       min_face_size=args.min_face)
+    if args.json:
+        print(json.dumps({"image": image.name, "faces": [e.to_dict() for e in found]}))
+    else:
+        print(f"{image.name}: {len(found)} face(s)")
+        for i, e in enumerate(found):
+            print(f"  #{i} {e.encoder} box={tuple(e.face.box.to_dict().values())}")
+            print("   ", " ".join(f"{v:+.4f}" for v in e.encoding))
+    return 0
+
+
+def run_verify(args) -> int:
+    result = api.verify(args.a, args.b, threshold=args.threshold, detector=args.detector, encoder=args.encoder,
+                        min_face_size=args.min_face)
+    if args.json:
+        print(json.dumps({"a": args.a, "b": args.b, **result.to_dict()}))
+    else:
+        verdict = "SAME person" if result.same else "DIFFERENT people"
+        print(f"{verdict}: distance {result.distance:.4f} vs threshold {result.threshold:.4f} "
+              f"(P(same) = {result.probability:.3f}, encoder {result.encoder})")
+    return EXIT_SAME if result.same else EXIT_DIFFERENT
