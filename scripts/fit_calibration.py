@@ -13,7 +13,7 @@ from pathlib import Path
 
 from visage.encoders import get_encoder
 from visage.pairs import encode_pair_images, load_pairs, pair_distances
-from visage.verify import accuracy, cross_validated_accuracy, fit_calibration
+from visage.verification import accuracy, cross_validated_accuracy, fit_calibration
 
 TABLE = Path(__file__).resolve().parents[1] / "src" / "visage" / "data" / "calibration.json"
 

@@ -27,8 +27,8 @@ _EXPORTS = {
     "Face": "visage.faces.types",
     "Box": "visage.faces.types",
     "FaceEncoding": "visage.faces.types",
-    "Verification": "visage.verify",
-    "Calibration": "visage.verify",
+    "Verification": "visage.verification",
+    "Calibration": "visage.verification",
     "VisageError": "visage.errors",
     "ImageError": "visage.errors",
     "ModelError": "visage.errors",
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .errors import FaceCountError, ImageError, ModelError, VisageError
     from .faces.types import Box, Face, FaceEncoding
     from .imageio import Image, load_image
-    from .verify import Calibration, Verification
+    from .verification import Calibration, Verification
 
 
 def __getattr__(name: str):

@@ -17,7 +17,7 @@ from .faces.detect import detect_boxes, get_detector
 from .faces.landmarks import locate
 from .faces.types import Face, FaceEncoding
 from .imageio import Image, ImageSource, load_image
-from .verify import Calibration, Verification, decide, default_calibration
+from .verification import Calibration, Verification, decide, default_calibration
 
 Which = Literal["all", "largest", "one"]
 
@@ -123,7 +123,7 @@ def verify(
 ) -> Verification:
     """Are the largest faces in ``a`` and ``b`` the same person?
 
-    Returns a :class:`~visage.verify.Verification` with the distance, the threshold used, the
+    Returns a :class:`~visage.verification.Verification` with the distance, the threshold used, the
     decision and the calibrated probability of same. Raises
     :class:`~visage.errors.FaceCountError` when either image has no face.
     """

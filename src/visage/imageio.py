@@ -125,7 +125,7 @@ def _check_pixels(width: int, height: int, label: str, max_pixels: int) -> None:
         raise ImageError(f"{label}: image has no pixels ({width}×{height})")
     if width * height > max_pixels:
         raise ImageError(
-            f"{label}: image is {width}×{height} = {width * height / 1e6:.0f} MP, over the "
+            f"{label}: image is too large: {width}×{height} = {width * height / 1e6:.0f} MP, over the "
             f"{max_pixels / 1e6:.0f} MP limit (set VISAGE_MAX_PIXELS to raise it)"
         )
 
