@@ -1,0 +1,145 @@
+"""visage vs the face_recognition library, side by side on the same photos, in one run.
+
+    .venv/bin/python bench/bench_faces.py [--data ../shared/data] [--encoder dlib-torch]
+
+Measures (and writes to bench/results/faces.json):
+- throughput of detect + encode over a folder of photos, faces per second, each library timed on
+  the same image one after the other so that load on the machine hits both alike;
+- verification accuracy on pairs.tsv at each library's default threshold, and at the best
+  threshold under 10-fold cross-validation;
+- detection time on a 14-megapixel photo.
+
+Needs face_recognition (`pip install --no-deps face_recognition==1.3.0 "setuptools<81"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from tqdm import tqdm
+
+import visage
+from visage.encoders import DEFAULT_ENCODER, get_encoder
+from visage.pairs import load_pairs, pair_distances
+from visage.verification import accuracy, cross_validated_accuracy, default_calibration
+
+ROOT = Path(__file__).resolve().parents[1]
+FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default
+
+
+def _face_recognition():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import face_recognition
+    return face_recognition
+
+
+def throughput(paths: list[Path], encoder: str, batch: int) -> dict:
+    """Detect + encode every photo with both libraries; visage batches `batch` photos per call."""
+    fr = _face_recognition()
+    visage.encode(paths[0], encoder=encoder)  # load models before timing, for both
+    fr.face_encodings(fr.load_image_file(paths[0]))
+    t_visage = t_fr = 0.0
+    n_visage = n_fr = 0
+    for start in tqdm(range(0, len(paths), batch), desc="throughput", unit="batch"):
+        chunk = paths[start:start + batch]
+        t = time.perf_counter()
+        n_visage += sum(len(found) for found in visage.encode_batch(chunk, encoder=encoder))
+        t_visage += time.perf_counter() - t
+        t = time.perf_counter()
+        for path in chunk:
+            image = fr.load_image_file(path)
+            n_fr += len(fr.face_encodings(image, fr.face_locations(image)))
+        t_fr += time.perf_counter() - t
+    return {"photos": len(paths), "visage_faces": n_visage, "face_recognition_faces": n_fr,
+            "visage_seconds": round(t_visage, 2), "face_recognition_seconds": round(t_fr, 2),
+            "visage_faces_per_second": round(n_visage / t_visage, 2),
+            "face_recognition_faces_per_second": round(n_fr / t_fr, 2),
+            "speedup": round((n_visage / t_visage) / (n_fr / t_fr), 2)}
+
+
+def verification(pairs_tsv: Path, encoder: str) -> dict:
+    """Accuracy on labelled pairs at each library's default threshold and under 10-fold CV."""
+    fr = _face_recognition()
+    pairs = load_pairs(pairs_tsv)
+    paths = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    ours: dict[Path, np.ndarray | None] = {}
+    theirs: dict[Path, np.ndarray | None] = {}
+    for path in tqdm(paths, desc="pairs", unit="photo"):
+        found = visage.encode(path, which="largest", encoder=encoder)
+        ours[path] = found[0].encoding if found else None
+        encodings = fr.face_encodings(fr.load_image_file(path))
+        theirs[path] = encodings[0] if encodings else None
+    threshold = default_calibration(get_encoder(encoder).name).threshold
+    out = {"pairs": len(pairs)}
+    for name, table, default in (("visage", ours, threshold), ("face_recognition", theirs, FACE_RECOGNITION_TOLERANCE)):
+        d, same = pair_distances(pairs, table)
+        # A pair whose photo has no face found counts as an error for that library.
+        missed = len(pairs) - len(same)
+        correct_default = accuracy(d, same, default) * len(same)
+        correct_cv = cross_validated_accuracy(d, same) * len(same)
+        out[name] = {"threshold": default, "pairs_without_face": missed,
+                     "accuracy_at_default": round(correct_default / len(pairs), 4),
+                     "accuracy_10fold_cv": round(correct_cv / len(pairs), 4)}
+    out["error_ratio_at_default"] = round((1 - out["visage"]["accuracy_at_default"]) /
+                                          max(1e-9, 1 - out["face_recognition"]["accuracy_at_default"]), 3)
+    return out
+
+
+def large_photo(photo: Path, megapixels: float = 14.0) -> dict:
+    """Seconds to find the faces of one photo scaled up to `megapixels`, for both libraries."""
+    fr = _face_recognition()
+    small = PILImage.open(photo).convert("RGB")
+    scale = (megapixels * 1e6 / (small.width * small.height)) ** 0.5
+    big = np.asarray(small.resize((round(small.width * scale), round(small.height * scale)), PILImage.BICUBIC))
+    t = time.perf_counter()
+    ours = visage.detect(big, landmarks68=False)
+    t_visage = time.perf_counter() - t
+    t = time.perf_counter()
+    theirs = fr.face_locations(big)
+    t_fr = time.perf_counter() - t
+    return {"photo": photo.name, "width": big.shape[1], "height": big.shape[0],
+            "visage_seconds": round(t_visage, 3), "visage_faces": len(ours),
+            "face_recognition_seconds": round(t_fr, 3), "face_recognition_faces": len(theirs),
+            "speedup": round(t_fr / t_visage, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER)
+    parser.add_argument("--batch", type=int, default=8, help="photos per visage.encode_batch call")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faces.json")
+    args = parser.parse_args()
+    photos = sorted(p for p in (args.data / "faces").glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    results = {
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "encoder": args.encoder,
+        "throughput": throughput(photos, args.encoder, args.batch),
+        "verification": verification(args.data / "pairs.tsv", args.encoder),
+        "large_photo": large_photo(args.data / "detection" / "facerec_obama_and_biden.jpg"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    t, v, big = results["throughput"], results["verification"], results["large_photo"]
+    print(f"throughput  visage {t['visage_faces_per_second']} faces/s, face_recognition "
+          f"{t['face_recognition_faces_per_second']} faces/s: {t['speedup']}x")
+    for name in ("visage", "face_recognition"):
+        r = v[name]
+        print(f"accuracy    {name:<16} {r['accuracy_at_default']:.4f} at {r['threshold']}, "
+              f"{r['accuracy_10fold_cv']:.4f} 10-fold CV ({r['pairs_without_face']} pairs without a face)")
+    print(f"errors      visage / face_recognition at defaults: {v['error_ratio_at_default']}")
+    print(f"14 MP photo visage {big['visage_seconds']} s ({big['visage_faces']} faces), face_recognition "
+          f"{big['face_recognition_seconds']} s ({big['face_recognition_faces']} faces): {big['speedup']}x")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Thresholds, calibration and the dev-set pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from visage.pairs import encode_pair_images, load_pairs, pair_distances
+from visage.verification import (Calibration, accuracy, best_threshold, cross_validated_accuracy, decide,
+                                 default_calibration, fit_calibration)
+
+
+def test_best_threshold_sits_in_the_middle_of_the_gap():
+    distances = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
+    same = np.array([True, True, True, False, False])
+    assert best_threshold(distances, same) == pytest.approx(0.5)
+    assert accuracy(distances, same, 0.5) == 1.0
+    # One overlapping pair: the threshold still makes a single error, the fewest possible.
+    same_overlap = np.array([True, True, False, True, False])
+    t = best_threshold(distances, same_overlap)
+    assert np.sum((distances <= t) != same_overlap) == 1
+
+
+def test_calibrated_probability_is_monotone_and_crosses_half_near_the_threshold():
+    rng = np.random.default_rng(0)
+    distances = np.concatenate([rng.normal(0.4, 0.08, 300), rng.normal(0.85, 0.08, 300)])
+    same = np.arange(600) < 300
+    cal = fit_calibration(distances, same, encoder="test")
+    p = cal.probability(np.array([0.2, 0.5, cal.threshold, 0.8, 1.0]))
+    assert np.all(np.diff(p) < 0)
+    assert abs(cal.probability(cal.threshold) - 0.5) < 0.1
+    assert 0.55 < cal.threshold < 0.7
+    result = decide(np.zeros(4), np.array([0.3, 0, 0, 0]), cal)
+    assert result.same and result.distance == pytest.approx(0.3) and result.threshold == cal.threshold
+
+
+def test_calibration_round_trips_through_a_file(tmp_path):
+    cal = Calibration(encoder="e", threshold=0.6, slope=-10.0, intercept=6.0, source="hand")
+    cal.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == cal
+
+
+@pytest.fixture(scope="module")
+def dev_pairs(shared_data):
+    pairs = load_pairs(shared_data / "pairs.tsv")
+    return pairs, pair_distances(pairs, encode_pair_images(pairs))
+
+
+def test_dev_pairs_fall_on_the_right_side_of_the_default_threshold(dev_pairs):
+    pairs, (distances, same) = dev_pairs
+    assert len(same) == len(pairs) == 708  # a face is found in every photo
+    threshold = default_calibration("dlib-resnet-v1").threshold
+    assert np.mean(distances[same] <= threshold) >= 0.99
+    assert np.mean(distances[~same] > threshold) >= 0.99
+    assert accuracy(distances, same, threshold) >= 0.996
+    assert cross_validated_accuracy(distances, same) >= 0.99
