@@ -1,0 +1,32 @@
+"""``visage demo``: the main job on embedded defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..demo import run_demo
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="detect, draw and verify faces on sample photos")
+    p.add_argument("-o", "--out", default="visage-demo", help="folder for the pictures (default: visage-demo)")
+    p.add_argument("--data", default="../shared/data",
+                   help="dev-set folder to take photos from, when present (default: ../shared/data)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    data = Path(args.data) if Path(args.data).is_dir() else None
+    result = run_demo(args.out, data)
+    print(f"Detection on {result.photo.name} ({result.photo.width}×{result.photo.height}): "
+          f"{len(result.faces)} face(s)")
+    for i, face in enumerate(result.faces):
+        b = face.box
+        print(f"  face #{i}: box ({b.left}, {b.top}) – ({b.right}, {b.bottom}), score {face.score:.2f}")
+    print(f"  drawn on the photo: {result.drawing}")
+    print("Verification:")
+    for a, b, v in result.verifications:
+        verdict = "same person" if v.same else "different people"
+        print(f"  {Path(a).name} vs {Path(b).name}: {verdict} (distance {v.distance:.3f}, threshold "
+              f"{v.threshold:.3f}, P(same) {v.probability:.2f})")
+    return 0
