@@ -1,0 +1,248 @@
+"""Gallery commands: ``enroll``, ``identify``, ``people``, ``gallery`` and ``cluster``.
+
+Argument parsing and printing only; the work is done by :class:`visage.gallery.Gallery`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..encoders import DEFAULT_ENCODER, ENCODERS
+from ..errors import GalleryError
+
+
+def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument("--gallery", metavar="FILE", default=None,
+                   help="gallery file, or milvus-lite:PATH / milvus://HOST:PORT "
+                        "(default $VISAGE_HOME/gallery.db, else ~/.local/share/visage/gallery.db)")
+    p.add_argument("--encoder", choices=sorted(ENCODERS), default=DEFAULT_ENCODER,
+                   help=f"face encoder (default {DEFAULT_ENCODER}); a gallery holds one encoder's encodings")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("enroll", help="enrol people from photos (one face per photo)",
+                       description="Enrol NAME from PHOTOs, or one person per sub-folder of --folder, "
+                                   "or the named clusters of a `visage cluster` run. Bad photos are "
+                                   "reported and skipped.")
+    p.add_argument("name", nargs="?", help="the person's name")
+    p.add_argument("photos", nargs="*", metavar="PHOTO", help="photos of the person, one face each")
+    p.add_argument("--folder", metavar="DIR", help="one sub-folder per person, named after them")
+    p.add_argument("--clusters", metavar="FILE", help="clusters.json written by `visage cluster`")
+    p.add_argument("--name", dest="cluster_names", action="append", default=[], metavar="ID=NAME",
+                   help="with --clusters: name cluster ID (repeatable); clusters named in the file count too")
+    _common(p)
+    p.set_defaults(run=run_enroll)
+
+    p = sub.add_parser("identify", help="who is in this photo? (each face against the gallery)")
+    p.add_argument("photo", metavar="PHOTO")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
+    p.add_argument("--threshold", type=float, help="distance threshold (default: the encoder's calibration)")
+    p.add_argument("--match", choices=["nearest", "mean"], default=None,
+                   help="compare with each person's nearest face (default) or their mean encoding")
+    p.add_argument("--claim", metavar="NAME", help="verify one claimed identity (1:1) instead of searching")
+    _common(p)
+    p.set_defaults(run=run_identify)
+
+    p = sub.add_parser("people", help="list, show, rename or remove enrolled people")
+    people = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = people.add_parser("list", help="everyone enrolled")
+    _common(q)
+    q = people.add_parser("show", help="one person's faces")
+    q.add_argument("name")
+    _common(q)
+    q = people.add_parser("rename", help="rename a person")
+    q.add_argument("name")
+    q.add_argument("new_name")
+    _common(q)
+    q = people.add_parser("remove", help="forget a person and their faces")
+    q.add_argument("name")
+    _common(q)
+    p.set_defaults(run=run_people)
+
+    p = sub.add_parser("gallery", help="export, import or inspect a gallery")
+    g = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = g.add_parser("export", help="write a portable file with every encoding and the encoder's name")
+    q.add_argument("file")
+    _common(q)
+    q = g.add_parser("import", help="merge an exported file into the gallery")
+    q.add_argument("file")
+    _common(q)
+    q = g.add_parser("info", help="location, encoder, people and faces")
+    _common(q)
+    q = g.add_parser("audit", help="the latest identify and verify calls")
+    q.add_argument("--limit", type=int, default=20)
+    _common(q)
+    p.set_defaults(run=run_gallery)
+
+    p = sub.add_parser("cluster", help="group the faces of unlabelled photos by person, with a report",
+                       description="Find every face in the photos under DIR, group them by person and "
+                                   "write OUT/report.html, OUT/contact_sheet.png and OUT/clusters.json. "
+                                   "Name clusters in clusters.json (or with enroll --name ID=NAME) and "
+                                   "enrol them with `visage enroll --clusters OUT/clusters.json`.")
+    p.add_argument("folder", metavar="DIR")
+    p.add_argument("--out", metavar="OUT", default=None, help="report folder (default DIR/visage-clusters)")
+    p.add_argument("--threshold", type=float, help="linkage distance (default: the encoder's calibration)")
+    p.add_argument("--min-size", type=int, default=1, help="hide clusters smaller than this in the report")
+    _common(p)
+    p.set_defaults(run=run_cluster)
+
+
+def _open(args, index: str = "auto"):
+    from ..gallery import Gallery
+
+    return Gallery(args.gallery, encoder=args.encoder, index=index)
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    for photo, reason in report.skipped:
+        print(f"skipped {photo}: {reason}")
+    print(f"enrolled {report.faces_added} face(s) for {len(report.added)} person(s); "
+          f"skipped {len(report.skipped)} photo(s)")
+
+
+def run_enroll(args) -> int:
+    modes = sum(bool(x) for x in (args.name or args.photos, args.folder, args.clusters))
+    if modes != 1:
+        raise GalleryError("give NAME PHOTO..., or --folder DIR, or --clusters FILE (exactly one)")
+    with _open(args) as gallery:
+        if args.folder:
+            def said(name, report):
+                # Printed only after the person is committed: what is printed is stored.
+                if report.added:
+                    print(f"enrolled {name}: {report.added[name]} face(s)", flush=True)
+
+            report = gallery.enroll_folder(args.folder, progress=not args.json, on_person=said)
+        elif args.clusters:
+            from ..gallery.cluster import enroll_clusters
+
+            report = enroll_clusters(gallery, Path(args.clusters), _parse_names(args.cluster_names))
+        else:
+            if not args.photos:
+                raise GalleryError(f"no photos given for {args.name}")
+            report = gallery.enroll(args.name, args.photos)
+    _print_report(report, args.json)
+    return 0 if report.faces_added or not report.skipped else 1
+
+
+def _parse_names(pairs: list[str]) -> dict[int, str]:
+    names = {}
+    for pair in pairs:
+        key, sep, name = pair.partition("=")
+        if not sep or not key.strip().isdigit() or not name.strip():
+            raise GalleryError(f"--name {pair!r}: expected ID=NAME, e.g. 3=Ada")
+        names[int(key)] = name.strip()
+    return names
+
+
+def run_identify(args) -> int:
+    from ..gallery import DEFAULT_MATCH
+
+    with _open(args) as gallery:
+        if args.claim:
+            results = [gallery.verify(args.claim, args.photo, threshold=args.threshold)]
+        else:
+            # Liveness (`--require-live`) plugs in here as Gallery.identify(liveness=...).
+            results = gallery.identify(args.photo, top=args.top, threshold=args.threshold,
+                                       match=args.match or DEFAULT_MATCH)
+    if args.json:
+        print(json.dumps({"photo": args.photo, "faces": [r.to_dict() for r in results]}, indent=2))
+    else:
+        print(f"{args.photo}: {len(results)} face(s)")
+        for i, r in enumerate(results, 1):
+            b = r.box
+            where = f"({b.left},{b.top})-({b.right},{b.bottom})" if b else ""
+            verdict = r.name if r.name else "unknown"
+            dist = "-" if r.distance is None else f"{r.distance:.3f}"
+            print(f"  face {i} {where}: {verdict}  distance {dist} (threshold {r.threshold:.4f})")
+            if len(r.candidates) > 1:
+                print("    candidates: " + ", ".join(f"{c.name} {c.distance:.3f}" for c in r.candidates))
+    return 0 if any(r.known for r in results) else 1
+
+
+def run_people(args) -> int:
+    with _open(args) as gallery:
+        if args.action == "list":
+            people = gallery.people()
+            if args.json:
+                print(json.dumps([p.to_dict() for p in people], indent=2))
+            else:
+                for p in people:
+                    print(f"{p.name}\t{p.faces} face(s)")
+                print(f"{len(people)} person(s), {sum(p.faces for p in people)} face(s)")
+        elif args.action == "show":
+            faces = gallery.faces(args.name)
+            if args.json:
+                print(json.dumps({"name": args.name, "faces": [f.to_dict() for f in faces]}, indent=2))
+            else:
+                print(f"{args.name}: {len(faces)} face(s)")
+                for f in faces:
+                    print(f"  #{f.id} {f.record.source} quality {f.record.quality:.2f} sha256 {f.record.sha256[:12]}")
+        elif args.action == "rename":
+            gallery.rename(args.name, args.new_name)
+            _say(args, {"renamed": args.name, "to": args.new_name}, f"renamed {args.name} to {args.new_name}")
+        elif args.action == "remove":
+            n = gallery.remove(args.name)
+            _say(args, {"removed": args.name, "faces": n}, f"removed {args.name} ({n} face(s))")
+    return 0
+
+
+def _say(args, data: dict, text: str) -> None:
+    print(json.dumps(data) if args.json else text)
+
+
+def run_gallery(args) -> int:
+    with _open(args) as gallery:
+        if args.action == "export":
+            n = gallery.export(args.file)
+            _say(args, {"exported": n, "file": args.file}, f"exported {n} face(s) to {args.file}")
+        elif args.action == "import":
+            report = gallery.import_file(args.file)
+            _print_report(report, args.json)
+        elif args.action == "info":
+            bound = gallery.store.encoder()
+            people = gallery.people()
+            info = {"location": gallery.location, "encoder": bound[0] if bound else None,
+                    "dim": bound[1] if bound else None, "people": len(people),
+                    "faces": sum(p.faces for p in people)}
+            _say(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
+        elif args.action == "audit":
+            rows = gallery.audit(args.limit)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                import time
+
+                for r in rows:
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["time"]))
+                    print(f"{when} {r['operation']:<8} {r['source']} {json.dumps(r['result'])}")
+    return 0
+
+
+def run_cluster(args) -> int:
+    from ..gallery.cluster import cluster_folder, write_report
+
+    folder = Path(args.folder)
+    out = Path(args.out) if args.out else folder / "visage-clusters"
+    result = cluster_folder(folder, encoder=args.encoder, threshold=args.threshold, progress=not args.json)
+    paths = write_report(result, out, min_size=args.min_size)
+    if args.json:
+        print(json.dumps({"clusters": len(result.clusters), "faces": result.face_count,
+                          "skipped": [{"photo": p, "reason": r} for p, r in result.skipped],
+                          **{k: str(v) for k, v in paths.items()}}, indent=2))
+    else:
+        for photo, reason in result.skipped:
+            print(f"skipped {photo}: {reason}", file=sys.stderr)
+        sizes = ", ".join(str(len(c.members)) for c in result.clusters[:12])
+        print(f"{result.face_count} face(s) in {len(result.clusters)} cluster(s) (sizes {sizes}"
+              f"{', ...' if len(result.clusters) > 12 else ''})")
+        for k, v in paths.items():
+            print(f"{k}: {v}")
+    return 0

@@ -1,0 +1,224 @@
+"""Group the faces of an unlabelled photo collection by person, report it, and enrol named groups.
+
+Faces are clustered by average-linkage agglomeration with the encoder's calibrated threshold as
+the cut: two groups merge while their faces are, on average, as close as a same-person pair.
+:func:`write_report` writes ``clusters.json`` (the groups with their encodings, so enrolling
+them needs no re-encoding), ``contact_sheet.png`` (one row of faces per group) and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders import DEFAULT_ENCODER, get_encoder
+from ..errors import GalleryError, ImageError
+from ..faces.types import Box
+from ..imageio import load_image
+from .types import EnrollReport, FaceRecord
+
+FORMAT = "visage-clusters"
+THUMB = 96
+
+
+@dataclass
+class ClusterFace:
+    """One face found in the collection."""
+
+    photo: str
+    record: FaceRecord
+
+
+@dataclass
+class Cluster:
+    """A group of faces believed to be one person; ``name`` is filled in by a person, later."""
+
+    id: int
+    members: list[int]
+    name: str | None = None
+
+
+@dataclass
+class ClusterResult:
+    """Faces found, their clusters (largest first), photos skipped, and the encoder used."""
+
+    faces: list[ClusterFace]
+    clusters: list[Cluster]
+    encoder: str
+    dim: int
+    threshold: float
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def face_count(self) -> int:
+        return len(self.faces)
+
+
+def collection_images(folder: Path) -> list[Path]:
+    """Every image file under ``folder``, recursively, sorted (the report folder excluded)."""
+    from .gallery import IMAGE_SUFFIXES
+
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and "visage-clusters" not in p.parts)
+
+
+def cluster_encodings(encodings: np.ndarray, threshold: float) -> list[list[int]]:
+    """Indices of ``encodings`` grouped by person, largest group first (ties: first face first)."""
+    n = len(encodings)
+    if n == 0:
+        return []
+    if n == 1:
+        return [[0]]
+    from sklearn.cluster import AgglomerativeClustering
+
+    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, linkage="average",
+                                     metric="euclidean").fit_predict(np.asarray(encodings, np.float64))
+    groups: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(i)
+    return sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+
+
+def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, threshold: float | None = None,
+                   detector: str = "hog", progress: bool = False, batch: int = 16) -> ClusterResult:
+    """Find every face under ``folder`` and cluster them. Returns a :class:`ClusterResult`;
+    unreadable photos and photos without faces are listed in ``skipped``."""
+    from ..api import encode_batch
+    from ..verification import default_calibration
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GalleryError(f"{folder}: not a folder")
+    paths = collection_images(folder)
+    if not paths:
+        raise GalleryError(f"{folder}: no image files found")
+    enc = get_encoder(encoder)
+    t = default_calibration(enc.name).threshold if threshold is None else float(threshold)
+    faces: list[ClusterFace] = []
+    skipped: list[tuple[str, str]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="photo", desc="finding faces")
+    for start in range(0, len(paths), batch):
+        images = []
+        for p in paths[start:start + batch]:
+            try:
+                images.append(load_image(p))
+            except ImageError as exc:
+                skipped.append((str(p), str(exc)))
+        for img, found in zip(images, encode_batch(images, which="all", detector=detector, encoder=encoder)):
+            if not found:
+                skipped.append((img.name, "no face found"))
+            for e in found:
+                faces.append(ClusterFace(img.name, FaceRecord(e.encoding, img.sha256, img.name, e.face.box,
+                                                              e.face.landmarks5, float(e.face.score))))
+        if bar is not None:
+            bar.update(len(paths[start:start + batch]))
+    if bar is not None:
+        bar.close()
+    groups = cluster_encodings(np.stack([f.record.encoding for f in faces]) if faces else np.zeros((0, enc.dim)), t)
+    clusters = [Cluster(i + 1, g) for i, g in enumerate(groups)]
+    return ClusterResult(faces, clusters, enc.name, enc.dim, t, skipped)
+
+
+def _thumbnail(photo: str, box: Box | None):
+    from PIL import Image as PILImage
+
+    pixels = load_image(photo).pixels
+    if box is not None:
+        pad = int(0.15 * max(box.width, box.height))
+        top, bottom = max(box.top - pad, 0), min(box.bottom + pad, pixels.shape[0])
+        left, right = max(box.left - pad, 0), min(box.right + pad, pixels.shape[1])
+        pixels = pixels[top:bottom, left:right]
+    return PILImage.fromarray(pixels).resize((THUMB, THUMB))
+
+
+def write_report(result: ClusterResult, out: str | os.PathLike, *, min_size: int = 1,
+                 per_row: int = 12) -> dict[str, Path]:
+    """Write ``clusters.json``, ``contact_sheet.png``, ``report.html`` and face crops into ``out``.
+    Returns their paths by kind."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    out = Path(out)
+    (out / "faces").mkdir(parents=True, exist_ok=True)
+    shown = [c for c in result.clusters if len(c.members) >= min_size]
+    label_w = 110
+    sheet = PILImage.new("RGB", (label_w + per_row * (THUMB + 4), max(1, len(shown)) * (THUMB + 8)), "white")
+    draw = ImageDraw.Draw(sheet)
+    rows_html = []
+    for r, cluster in enumerate(shown):
+        y = r * (THUMB + 8) + 4
+        draw.text((6, y + THUMB // 2 - 12), f"cluster {cluster.id}\n{len(cluster.members)} face(s)", fill="black")
+        cells = []
+        for j, m in enumerate(cluster.members):
+            face = result.faces[m]
+            thumb = _thumbnail(face.photo, face.record.box)
+            crop_name = f"faces/c{cluster.id:03d}_{j:03d}.jpg"
+            thumb.save(out / crop_name, quality=90)
+            if j < per_row:
+                sheet.paste(thumb, (label_w + j * (THUMB + 4), y))
+            cells.append(f'<img src="{crop_name}" title="{html.escape(face.photo)}" width="{THUMB}">')
+        rows_html.append(f"<tr><th>cluster {cluster.id}<br>{len(cluster.members)} face(s)</th>"
+                         f"<td>{''.join(cells)}</td></tr>")
+    sheet.save(out / "contact_sheet.png")
+    (out / "report.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>visage clusters</title>"
+        "<style>body{font-family:sans-serif}th{text-align:left;padding-right:1em;vertical-align:top}"
+        "img{margin:2px}</style>"
+        f"<h1>{len(result.clusters)} clusters, {result.face_count} faces</h1>"
+        f"<p>Threshold {result.threshold:.4f} ({html.escape(result.encoder)}). Name a cluster in "
+        "clusters.json, or run <code>visage enroll --clusters clusters.json --name ID=NAME</code>.</p>"
+        f"<table>{''.join(rows_html)}</table>")
+    manifest = {
+        "format": FORMAT, "encoder": result.encoder, "dim": result.dim, "threshold": result.threshold,
+        "clusters": [{"id": c.id, "name": c.name, "faces": [
+            {"photo": result.faces[m].photo, "sha256": result.faces[m].record.sha256,
+             "box": result.faces[m].record.box.to_dict() if result.faces[m].record.box else None,
+             "landmarks5": np.asarray(result.faces[m].record.landmarks5).tolist()
+             if result.faces[m].record.landmarks5 is not None else None,
+             "quality": result.faces[m].record.quality,
+             "encoding": [float(v) for v in result.faces[m].record.encoding]} for m in c.members]}
+            for c in result.clusters],
+        "skipped": [{"photo": p, "reason": r} for p, r in result.skipped]}
+    (out / "clusters.json").write_text(json.dumps(manifest))
+    return {"report": out / "report.html", "contact_sheet": out / "contact_sheet.png",
+            "clusters": out / "clusters.json"}
+
+
+def enroll_clusters(gallery, path: Path, names: dict[int, str] | None = None) -> EnrollReport:
+    """Enrol every named cluster of a ``clusters.json`` (names from the file, overridden by ``names``,
+    cluster id → name). Two clusters given one name become one person. Returns the report."""
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise GalleryError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise GalleryError(f"{path}: not a clusters.json ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise GalleryError(f"{path}: not a clusters.json written by `visage cluster`")
+    names = dict(names or {})
+    known = {c["id"] for c in manifest["clusters"]}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise GalleryError(f"{path}: no cluster with id {unknown[0]}")
+    report = EnrollReport()
+    for c in manifest["clusters"]:
+        name = names.get(c["id"]) or c.get("name")
+        if not name:
+            continue
+        records = [FaceRecord(np.asarray(f["encoding"], np.float32), f["sha256"], f["photo"],
+                              Box(**f["box"]) if f.get("box") else None,
+                              None if f.get("landmarks5") is None else np.asarray(f["landmarks5"], np.float32),
+                              float(f.get("quality", 0.0))) for f in c["faces"]]
+        report.merge(gallery.add(name, records, encoder_name=manifest["encoder"], dim=int(manifest["dim"])))
+    if not report.added and not report.skipped:
+        raise GalleryError(f"{path}: no cluster has a name; name them in the file or with --name ID=NAME")
+    return report

@@ -1,0 +1,382 @@
+"""The :class:`Gallery`: enrol people from photos, identify faces, manage who is enrolled.
+
+A gallery is a backend (:mod:`.store` SQLite by default, :mod:`.milvus` for a Milvus server) plus a
+search index. Which backend is configuration only: the location string picks it
+(see :func:`open_store`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders import DEFAULT_ENCODER, get_encoder
+from ..errors import GalleryError, ImageError, VisageError
+from ..faces.types import Face
+from ..imageio import Image, ImageSource, load_image
+from .index import ExactIndex, HnswIndex, Index, Match
+from .store import Cursor, SQLiteStore, Store
+from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
+
+#: Above this many faces, ``index="auto"`` switches from exact search to HNSW.
+AUTO_HNSW_FACES = 200_000
+#: Matching rule chosen by measurement on the dev set (bench/bench_gallery_accuracy.py, docs/gallery.md).
+DEFAULT_MATCH: Match = "nearest"
+#: Photos encoded together in one call during enrolment.
+ENCODE_BATCH = 16
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+#: A liveness check: given the image and one face, True when the face is a live person.
+LivenessCheck = Callable[[Image, Face], bool]
+
+
+def default_gallery_path() -> Path:
+    """``$VISAGE_HOME/gallery.db`` when VISAGE_HOME is set, else ``~/.local/share/visage/gallery.db``."""
+    home = os.environ.get("VISAGE_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".local" / "share" / "visage"
+    return base / "gallery.db"
+
+
+def open_store(location: str | os.PathLike | None = None) -> Store:
+    """The backend for ``location``.
+
+    - a file path (default :func:`default_gallery_path`): SQLite;
+    - ``milvus-lite:PATH``: Milvus Lite, a local Milvus in one file;
+    - ``milvus://HOST:PORT`` or ``milvus+https://HOST:PORT``: a Milvus server or cluster
+      (token from ``$VISAGE_MILVUS_TOKEN``, database from ``?db=NAME``).
+    """
+    text = str(location) if location is not None else str(default_gallery_path())
+    if text.startswith(("milvus-lite:", "milvus://", "milvus+https://", "milvus+http://")):
+        from .milvus import MilvusStore
+
+        return MilvusStore(text)
+    return SQLiteStore(text)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder`` (by suffix), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class _LocalSearch:
+    """A local index that follows a store's changes (added and removed faces, renames)."""
+
+    def __init__(self, store: SQLiteStore, index: Index):
+        self.store, self.index = store, index
+        self.cursor = Cursor()
+        self.names: dict[int, str] = {}
+
+    def refresh(self) -> None:
+        changes = self.store.changes(self.cursor)
+        if changes.cursor.generation == self.cursor.generation:
+            return
+        if len(changes.removed):
+            self.index.remove(changes.removed)
+        if len(changes.face_ids):
+            self.index.add(changes.face_ids, changes.person_ids, changes.vectors)
+        self.names = self.store.names()
+        self.cursor = changes.cursor
+
+    def search(self, queries: np.ndarray, k: int, match: Match) -> list[list[tuple[str, float]]]:
+        self.refresh()
+        return [[(self.names[pid], d) for pid, d in hits] for hits in self.index.search(queries, k, match)]
+
+
+class Gallery:
+    """Enrolled people and their face encodings, and identification against them.
+
+    ``location`` picks the backend (:func:`open_store`); ``encoder`` is a key of
+    :data:`visage.encoders.ENCODERS`. ``index`` is ``"exact"``, ``"hnsw"`` or ``"auto"`` (exact
+    up to :data:`AUTO_HNSW_FACES` faces). A gallery refuses encodings from another encoder than
+    the one that filled it.
+    """
+
+    def __init__(self, location: str | os.PathLike | None = None, *, encoder: str = DEFAULT_ENCODER,
+                 index: str = "auto", detector: str = "hog"):
+        self.encoder_key = encoder
+        self.detector = detector
+        self.store = open_store(location)
+        self.location = self.store.location
+        self._index_kind = index
+        self._search = None
+        self._encoder = None
+
+    # -- context manager -------------------------------------------------------------------------
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- encoder ---------------------------------------------------------------------------------
+    @property
+    def encoder(self):
+        """The encoder object (loaded on first use)."""
+        if self._encoder is None:
+            self._encoder = get_encoder(self.encoder_key)
+        return self._encoder
+
+    def _check_encoder(self) -> None:
+        bound = self.store.encoder()
+        if bound is not None and bound != (self.encoder.name, self.encoder.dim):
+            raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d), not "
+                               f"{self.encoder.name} ({self.encoder.dim}-d); use the encoder that made it")
+
+    # -- enrolment -------------------------------------------------------------------------------
+    def add(self, name: str, records: Sequence[FaceRecord], *, encoder_name: str | None = None,
+            dim: int | None = None) -> EnrollReport:
+        """Store precomputed faces for ``name`` in one transaction.
+
+        Returns an :class:`EnrollReport`; faces already stored (same photo and box) are skipped.
+        ``encoder_name``/``dim`` default to this gallery's encoder.
+        """
+        enc_name = encoder_name or self.encoder.name
+        dim = dim or (len(records[0].encoding) if records else self.encoder.dim)
+        result = self.store.add(name, list(records), enc_name, dim)
+        report = EnrollReport()
+        if result.face_ids:
+            report.added[name.strip()] = len(result.face_ids)
+        for rec, owner in result.duplicates:
+            report.skipped.append((rec.source, f"already enrolled (as {owner})"))
+        return report
+
+    def enroll(self, name: str, photos: Iterable[ImageSource]) -> EnrollReport:
+        """Enrol ``name`` from photos with exactly one face each; one transaction for the person.
+
+        Unreadable photos, photos without a face or with several, and photos already enrolled are
+        skipped and listed in the returned :class:`EnrollReport`; none of them is fatal.
+        """
+        return self.enroll_many([(name, list(photos))])
+
+    def enroll_folder(self, folder: str | os.PathLike, *, progress: bool = False,
+                      on_person: Callable[[str, EnrollReport], None] | None = None) -> EnrollReport:
+        """Enrol one person per sub-folder of ``folder`` (the sub-folder's name is the person's).
+
+        ``on_person`` is called after each person is committed. Returns the combined report.
+        """
+        root = Path(folder)
+        if not root.is_dir():
+            raise GalleryError(f"{root}: not a folder")
+        people = [(d.name, image_files(d)) for d in sorted(root.iterdir()) if d.is_dir()]
+        if not people:
+            raise GalleryError(f"{root}: has no sub-folders (one per person expected)")
+        return self.enroll_many(people, progress=progress, on_person=on_person)
+
+    def enroll_many(self, people: Iterable[tuple[str, Sequence[ImageSource]]], *, progress: bool = False,
+                    on_person: Callable[[str, EnrollReport], None] | None = None) -> EnrollReport:
+        """Enrol several people; each is committed on its own as soon as their photos are encoded."""
+        people = list(people)
+        self._check_encoder()
+        total = EnrollReport()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(len(p) for _, p in people), unit="photo", desc="enrolling")
+        try:
+            for name, photos in people:
+                records, report = self._encode_photos(list(photos), bar)
+                if records:
+                    report.merge(self.add(name, records))
+                elif not report.skipped:
+                    report.skipped.append((name, "no photos"))
+                total.merge(report)
+                if on_person is not None:
+                    on_person(name, report)
+        finally:
+            if bar is not None:
+                bar.close()
+        return total
+
+    def _encode_photos(self, photos: list[ImageSource], bar) -> tuple[list[FaceRecord], EnrollReport]:
+        report = EnrollReport()
+        images: list[Image] = []
+        for photo in photos:
+            try:
+                images.append(load_image(photo))
+            except ImageError as exc:
+                report.skipped.append((_label(photo), str(exc)))
+                if bar is not None:
+                    bar.update(1)
+        # A photo already in the gallery is not worth encoding again.
+        owners = self.store.owners(sorted({img.sha256 for img in images}))
+        fresh = []
+        seen: set[str] = set()
+        for img in images:
+            if img.sha256 in owners or img.sha256 in seen:
+                why = f"already enrolled (as {owners[img.sha256]})" if img.sha256 in owners else "same photo twice"
+                report.skipped.append((img.name, why))
+                if bar is not None:
+                    bar.update(1)
+            else:
+                seen.add(img.sha256)
+                fresh.append(img)
+        records: list[FaceRecord] = []
+        for start in range(0, len(fresh), ENCODE_BATCH):
+            chunk = fresh[start:start + ENCODE_BATCH]
+            from ..api import encode_batch
+
+            for img, found in zip(chunk, encode_batch(chunk, which="all", detector=self.detector,
+                                                       encoder=self.encoder_key)):
+                if len(found) != 1:
+                    report.skipped.append((img.name, "no face found" if not found else
+                                           f"{len(found)} faces found, expected one"))
+                else:
+                    e = found[0]
+                    records.append(FaceRecord(e.encoding, img.sha256, img.name, e.face.box,
+                                              e.face.landmarks5, float(e.face.score)))
+            if bar is not None:
+                bar.update(len(chunk))
+        return records, report
+
+    # -- identification --------------------------------------------------------------------------
+    def _searcher(self):
+        if self._search is None:
+            backend_search = getattr(self.store, "searcher", None)
+            if backend_search is not None:
+                self._search = backend_search()
+            else:
+                bound = self.store.encoder()
+                dim = bound[1] if bound else self.encoder.dim
+                kind = self._index_kind
+                if kind == "auto":
+                    kind = "hnsw" if self.face_count() > AUTO_HNSW_FACES else "exact"
+                if kind not in ("exact", "hnsw"):
+                    raise GalleryError(f"index must be 'exact', 'hnsw' or 'auto', not {kind!r}")
+                self._search = _LocalSearch(self.store, ExactIndex(dim) if kind == "exact" else HnswIndex(dim))
+        return self._search
+
+    def threshold(self) -> float:
+        """The decision threshold: the shipped calibration of this gallery's encoder."""
+        from ..verification import default_calibration
+
+        return default_calibration(self.encoder.name).threshold
+
+    def search(self, encodings: np.ndarray, *, top: int = 5, threshold: float | None = None,
+               match: Match = DEFAULT_MATCH) -> list[Identification]:
+        """Identify precomputed encodings, (n, dim). Returns one :class:`Identification` per row
+        (``box`` None), with up to ``top`` candidates nearest first."""
+        from ..verification import default_calibration
+
+        encodings = np.asarray(encodings, np.float32)
+        if encodings.ndim == 1:
+            encodings = encodings[None, :]
+        bound = self.store.encoder()
+        if bound is not None and encodings.shape[1] != bound[1]:
+            raise GalleryError(f"probe encodings have {encodings.shape[1]} values, the gallery holds {bound[1]}")
+        calibration = default_calibration(bound[0] if bound else self.encoder.name)
+        t = calibration.threshold if threshold is None else float(threshold)
+        out = []
+        hits_per_row = self._searcher().search(encodings, max(top, 1), match) if bound else [[] for _ in encodings]
+        for hits in hits_per_row:
+            candidates = [Candidate(n, d, float(calibration.probability(d))) for n, d in hits[:top]]
+            best = hits[0] if hits else None
+            known = best is not None and best[1] <= t
+            out.append(Identification(None, best[0] if known else None, best[1] if best else None, t, candidates))
+        return out
+
+    def identify(self, image: ImageSource, *, top: int = 5, threshold: float | None = None,
+                 match: Match = DEFAULT_MATCH, liveness: LivenessCheck | None = None,
+                 audit: bool = True) -> list[Identification]:
+        """Find every face in ``image`` and say who each is.
+
+        Returns one :class:`Identification` per face, largest first: ``name`` is the nearest
+        enrolled person when within ``threshold`` (the shipped calibration by default), else None.
+        ``liveness``, when given, is asked about each face; a face it rejects gets no name. The
+        call is written to the audit log unless ``audit`` is False.
+        """
+        from ..api import encode
+
+        self._check_encoder()
+        img = load_image(image)
+        found = encode(img, which="all", detector=self.detector, encoder=self.encoder_key)
+        if not found:
+            results: list[Identification] = []
+        else:
+            matches = self.search(np.stack([f.encoding for f in found]), top=top, threshold=threshold, match=match)
+            results = []
+            for enc, m in zip(found, matches):
+                live = None if liveness is None else bool(liveness(img, enc.face))
+                name = m.name if live is not False else None
+                results.append(Identification(enc.face.box, name, m.distance, m.threshold, m.candidates, live))
+        if audit:
+            self.store.log("identify", img.sha256, img.name, {"faces": [
+                {"box": r.box.to_dict() if r.box else None, "name": r.name,
+                 "distance": None if r.distance is None else round(r.distance, 6), "live": r.live}
+                for r in results]})
+        return results
+
+    def verify(self, name: str, image: ImageSource, *, threshold: float | None = None,
+               audit: bool = True) -> Identification:
+        """Is the largest face in ``image`` the enrolled person ``name``? (1:1, e.g. a claimed identity)
+
+        Returns an :class:`Identification` whose ``name`` is ``name`` when the distance to that
+        person's nearest face is within the threshold, else None.
+        """
+        from ..api import encode
+        from ..verification import default_calibration
+
+        self._check_encoder()
+        faces = self.store.faces(name)
+        img = load_image(image)
+        found = encode(img, which="largest", detector=self.detector, encoder=self.encoder_key)
+        if not found:
+            raise VisageError(f"{img.name}: no face found")
+        calibration = default_calibration(self.encoder.name)
+        t = calibration.threshold if threshold is None else float(threshold)
+        stored = np.stack([f.record.encoding for f in faces]).astype(np.float64)
+        d = float(np.min(np.linalg.norm(stored - found[0].encoding.astype(np.float64), axis=1)))
+        result = Identification(found[0].face.box, name if d <= t else None, d, t,
+                                [Candidate(name, d, float(calibration.probability(d)))])
+        if audit:
+            self.store.log("verify", img.sha256, img.name, {"claim": name, "accepted": result.known,
+                                                            "distance": round(d, 6)})
+        return result
+
+    # -- people ----------------------------------------------------------------------------------
+    def people(self) -> list[Person]:
+        """Everyone enrolled, by name."""
+        return self.store.people()
+
+    def faces(self, name: str) -> list[StoredFace]:
+        """The stored faces of ``name`` (raises :class:`GalleryError` for an unknown name)."""
+        return self.store.faces(name)
+
+    def face_count(self) -> int:
+        return sum(p.faces for p in self.store.people())
+
+    def rename(self, old: str, new: str) -> None:
+        self.store.rename(old, new)
+
+    def remove(self, name: str) -> int:
+        """Forget ``name`` and their faces; returns how many faces were removed."""
+        return self.store.remove(name)
+
+    def audit(self, limit: int = 100) -> list[dict]:
+        """The latest identify and verify calls, newest first."""
+        return self.store.audit(limit)
+
+    # -- portability -----------------------------------------------------------------------------
+    def export(self, path: str | os.PathLike) -> int:
+        """Write every person and face (with encodings and the encoder's name) to a portable file.
+        Returns the number of faces written."""
+        from .portable import export_gallery
+
+        return export_gallery(self, Path(path))
+
+    def import_file(self, path: str | os.PathLike) -> EnrollReport:
+        """Merge a file made by :meth:`export` into this gallery (people with the same name are merged;
+        faces already present are skipped). Returns the report."""
+        from .portable import import_gallery
+
+        return import_gallery(self, Path(path))
+
+
+def _label(photo: ImageSource) -> str:
+    return str(photo) if isinstance(photo, (str, os.PathLike)) else getattr(photo, "name", type(photo).__name__)

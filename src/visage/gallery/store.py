@@ -1,0 +1,378 @@
+"""What a gallery backend stores, and the SQLite backend (the embedded default).
+
+A backend keeps people, their faces and an audit log, and refuses to mix encoders. The SQLite
+backend is one file in WAL mode; every enrolment of a person is one transaction, so a killed
+process leaves either the whole person or nothing, and concurrent writers queue on SQLite's lock.
+Local indexes follow the store through :meth:`SQLiteStore.changes`, a cursor over added and
+removed faces, so they are updated, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .. import __version__
+from ..errors import GalleryError
+from ..faces.types import Box
+from .types import FaceRecord, Person, StoredFace
+
+#: ``PRAGMA application_id`` of a visage gallery ("VSGL"), so foreign SQLite files are refused.
+APPLICATION_ID = 0x5653474C
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    person_id INTEGER NOT NULL REFERENCES people(id),
+    encoding BLOB NOT NULL,
+    encoder TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    source TEXT NOT NULL,
+    box TEXT,
+    landmarks TEXT,
+    quality REAL NOT NULL,
+    added REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+CREATE INDEX IF NOT EXISTS faces_sha256 ON faces(sha256);
+CREATE TABLE IF NOT EXISTS removed (seq INTEGER PRIMARY KEY AUTOINCREMENT, face_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    operation TEXT NOT NULL,
+    sha256 TEXT,
+    source TEXT,
+    result TEXT NOT NULL);
+"""
+
+
+@dataclass
+class Cursor:
+    """How far a local index has followed the store: last face id, last removal, generation."""
+
+    face: int = 0
+    removal: int = 0
+    generation: int = -1
+
+
+@dataclass
+class Changes:
+    """Faces added and removed since a :class:`Cursor`, and the new cursor."""
+
+    face_ids: np.ndarray
+    person_ids: np.ndarray
+    vectors: np.ndarray
+    removed: np.ndarray
+    cursor: Cursor
+    names_changed: bool = False
+
+
+@dataclass
+class AddResult:
+    """The outcome of :meth:`Store.add`: face ids written, and records skipped as duplicates."""
+
+    face_ids: list[int] = field(default_factory=list)
+    duplicates: list[tuple[FaceRecord, str]] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """A gallery backend."""
+
+    location: str
+
+    def encoder(self) -> tuple[str, int] | None:
+        """(encoder name, dimension) of the stored encodings, or None while the gallery is empty."""
+        ...
+
+    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int) -> AddResult:
+        """Add faces to ``name`` (created if new), all or nothing; skip faces already stored."""
+        ...
+
+    def owners(self, sha256s: list[str]) -> dict[str, str]:
+        """Which person each already-enrolled photo (by sha256) belongs to."""
+        ...
+
+    def people(self) -> list[Person]: ...
+
+    def faces(self, name: str) -> list[StoredFace]: ...
+
+    def rename(self, old: str, new: str) -> None: ...
+
+    def remove(self, name: str) -> int: ...
+
+    def names(self) -> dict[int, str]:
+        """Person id → name."""
+        ...
+
+    def iter_faces(self, batch: int = 10_000) -> Iterator[StoredFace]: ...
+
+    def log(self, operation: str, sha256: str | None, source: str | None, result: dict) -> None: ...
+
+    def audit(self, limit: int = 100) -> list[dict]: ...
+
+    def close(self) -> None: ...
+
+
+def _box_json(box: Box | None) -> str | None:
+    return json.dumps(box.to_dict()) if box else None
+
+
+def _landmarks_json(points: np.ndarray | None) -> str | None:
+    return None if points is None else json.dumps(np.round(np.asarray(points, float), 2).tolist())
+
+
+def _record_from_row(encoding: bytes, sha: str, source: str, box: str | None, lm: str | None,
+                     quality: float) -> FaceRecord:
+    return FaceRecord(
+        encoding=np.frombuffer(encoding, np.float32).copy(), sha256=sha, source=source,
+        box=Box(**json.loads(box)) if box else None,
+        landmarks5=np.asarray(json.loads(lm), np.float32) if lm else None, quality=quality)
+
+
+class SQLiteStore:
+    """A gallery in one SQLite file (WAL journal, one transaction per enrolled person)."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True):
+        self.path = Path(path).expanduser()
+        self.location = str(self.path)
+        if self.path.is_dir():
+            raise GalleryError(f"{self.path}: is a directory, not a gallery file")
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if not exists and not create:
+            raise GalleryError(f"{self.path}: no such gallery")
+        if not exists:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._check_or_create(exists)
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
+
+    # -- opening -------------------------------------------------------------------------------
+    def _check_or_create(self, exists: bool) -> None:
+        db = self._db
+        if exists:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            if app_id != APPLICATION_ID:
+                raise GalleryError(f"{self.path}: an SQLite database, but not a visage gallery")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise GalleryError(f"{self.path}: made by a newer visage (schema {version}); upgrade visage")
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed enrolment survives a crash of the machine, not only of the process.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        if not exists:
+            with self._write():
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                for statement in _SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (f"visage {__version__}",))
+        else:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = {"meta", "people", "faces", "removed", "audit"} - tables
+            if missing:
+                raise GalleryError(f"{self.path}: damaged visage gallery (missing tables {sorted(missing)})")
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise GalleryError(f"{self.path}: damaged visage gallery ({result})")
+
+    class _Txn:
+        def __init__(self, db: sqlite3.Connection):
+            self.db = db
+
+        def __enter__(self):
+            # IMMEDIATE takes the write lock up front, so checks made inside hold until commit.
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, kind, exc, tb):
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+            return False
+
+    def _write(self) -> "_Txn":
+        return SQLiteStore._Txn(self._db)
+
+    def _bump(self) -> None:
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # -- the Store interface -------------------------------------------------------------------
+    def encoder(self) -> tuple[str, int] | None:
+        name, dim = self._meta("encoder"), self._meta("dim")
+        return (name, int(dim)) if name and dim else None
+
+    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int) -> AddResult:
+        name = _check_name(name)
+        result = AddResult()
+        if not records:
+            return result
+        now = time.time()
+        with self._write() as db:
+            self._bind_encoder(encoder, dim)
+            row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            person_id = row[0] if row else db.execute(
+                "INSERT INTO people (name, created) VALUES (?, ?)", (name, now)).lastrowid
+            for rec in records:
+                vector = np.asarray(rec.encoding, np.float32).reshape(-1)
+                if len(vector) != dim:
+                    raise GalleryError(f"{rec.source}: encoding has {len(vector)} values, the gallery holds {dim}")
+                box = _box_json(rec.box)
+                dup = db.execute("SELECT p.name FROM faces f JOIN people p ON p.id = f.person_id "
+                                 "WHERE f.sha256 = ? AND f.box IS ?", (rec.sha256, box)).fetchone()
+                if dup:
+                    result.duplicates.append((rec, dup[0]))
+                    continue
+                result.face_ids.append(db.execute(
+                    "INSERT INTO faces (person_id, encoding, encoder, sha256, source, box, landmarks, quality, added)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (person_id, vector.tobytes(), encoder, rec.sha256, rec.source, box,
+                     _landmarks_json(rec.landmarks5), float(rec.quality), now)).lastrowid)
+            if not result.face_ids and not row:
+                # Every face was a duplicate: do not leave an empty person behind.
+                db.execute("DELETE FROM people WHERE id = ?", (person_id,))
+            self._bump()
+        return result
+
+    def _bind_encoder(self, encoder: str, dim: int) -> None:
+        bound = self.encoder()
+        if bound is None:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('encoder', ?)", (encoder,))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(dim),))
+        elif bound != (encoder, dim):
+            raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d); "
+                               f"refusing to mix in {encoder} ({dim}-d)")
+
+    def owners(self, sha256s: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for i in range(0, len(sha256s), 500):
+            chunk = sha256s[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for sha, name in self._db.execute(
+                    f"SELECT f.sha256, p.name FROM faces f JOIN people p ON p.id = f.person_id "
+                    f"WHERE f.sha256 IN ({marks})", chunk):
+                out[sha] = name
+        return out
+
+    def people(self) -> list[Person]:
+        rows = self._db.execute("SELECT p.name, COUNT(f.id), p.created FROM people p "
+                                "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name")
+        return [Person(name, n, created) for name, n, created in rows]
+
+    def _person_id(self, name: str) -> int:
+        row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise GalleryError(f"no person called {name!r} in {self.location}")
+        return row[0]
+
+    def faces(self, name: str) -> list[StoredFace]:
+        pid = self._person_id(name)
+        rows = self._db.execute("SELECT id, encoding, sha256, source, box, landmarks, quality, added "
+                                "FROM faces WHERE person_id = ? ORDER BY id", (pid,))
+        return [StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6]) for fid, *rest in rows]
+
+    def rename(self, old: str, new: str) -> None:
+        new = _check_name(new)
+        with self._write() as db:
+            pid = self._person_id(old)
+            if db.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
+                raise GalleryError(f"there is already a person called {new!r}")
+            db.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
+            self._bump()
+
+    def remove(self, name: str) -> int:
+        with self._write() as db:
+            pid = self._person_id(name)
+            ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE person_id = ?", (pid,))]
+            db.executemany("INSERT INTO removed (face_id) VALUES (?)", [(i,) for i in ids])
+            db.execute("DELETE FROM faces WHERE person_id = ?", (pid,))
+            db.execute("DELETE FROM people WHERE id = ?", (pid,))
+            self._bump()
+        return len(ids)
+
+    def names(self) -> dict[int, str]:
+        return dict(self._db.execute("SELECT id, name FROM people"))
+
+    def changes(self, cursor: Cursor) -> Changes:
+        """Faces added and removed since ``cursor`` (one consistent snapshot)."""
+        db = self._db
+        db.execute("BEGIN")  # a read transaction: one snapshot for all three queries
+        try:
+            generation = int(self._meta("generation") or 0)
+            if generation == cursor.generation:
+                empty = np.zeros(0, np.int64)
+                return Changes(empty, empty, np.zeros((0, 0), np.float32), empty, cursor)
+            rows = db.execute("SELECT id, person_id, encoding FROM faces WHERE id > ? ORDER BY id",
+                              (cursor.face,)).fetchall()
+            removed = db.execute("SELECT seq, face_id FROM removed WHERE seq > ? ORDER BY seq",
+                                 (cursor.removal,)).fetchall()
+        finally:
+            db.execute("COMMIT")
+        face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        person_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        dim = self.encoder()[1] if rows else 0
+        vectors = (np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim)
+                   if rows else np.zeros((0, dim), np.float32))
+        new = Cursor(face=int(face_ids[-1]) if len(rows) else cursor.face,
+                     removal=removed[-1][0] if removed else cursor.removal, generation=generation)
+        return Changes(face_ids, person_ids, vectors, np.array([r[1] for r in removed], np.int64), new,
+                       names_changed=True)
+
+    def iter_faces(self, batch: int = 10_000) -> Iterator[StoredFace]:
+        last = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT f.id, p.name, f.encoding, f.sha256, f.source, f.box, f.landmarks, f.quality, f.added "
+                "FROM faces f JOIN people p ON p.id = f.person_id WHERE f.id > ? ORDER BY f.id LIMIT ?",
+                (last, batch)).fetchall()
+            if not rows:
+                return
+            for fid, name, *rest in rows:
+                yield StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6])
+            last = rows[-1][0]
+
+    def log(self, operation: str, sha256: str | None, source: str | None, result: dict) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO audit (time, operation, sha256, source, result) VALUES (?, ?, ?, ?, ?)",
+                       (time.time(), operation, sha256, source, json.dumps(result)))
+
+    def audit(self, limit: int = 100) -> list[dict]:
+        rows = self._db.execute("SELECT id, time, operation, sha256, source, result FROM audit "
+                                "ORDER BY id DESC LIMIT ?", (limit,))
+        return [{"id": i, "time": t, "operation": op, "sha256": sha, "source": src, "result": json.loads(res)}
+                for i, t, op, sha, src, res in rows]
+
+    def integrity(self) -> str:
+        """SQLite's own integrity check: ``"ok"`` when the file is sound."""
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise GalleryError("a person needs a non-empty name")
+    if len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise GalleryError(f"{name[:40]!r}: names must be at most 200 printable characters")
+    return name
