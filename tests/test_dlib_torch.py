@@ -91,8 +91,8 @@ def test_registered_in_the_same_embedding_space():
         encoder.encode_chips(np.zeros((1, 112, 112, 3), np.uint8))
 
 
-def test_layers_can_be_inspected(torch_encoder):
-    net = torch_encoder.net
+def test_layers_can_be_inspected():
+    net = dlib_resnet.load_dlib_resnet()
     x = torch.full((1, 3, 150, 150), 128.0)
     with torch.inference_mode():
         acts = net.extract(x, ["pool1", "stages.3.0", "stages.4.0", "fc"])
@@ -104,6 +104,18 @@ def test_layers_can_be_inspected(torch_encoder):
     assert torch.equal(acts["fc"], final)
     with pytest.raises(ValueError, match="unknown layer"):
         net.extract(x, ["conv9"])
+
+
+def test_inference_copy_folds_affines_and_keeps_the_function():
+    net = dlib_resnet.load_dlib_resnet()
+    fast = net.for_inference()
+    assert isinstance(net.stages[1][0].affine2, dlib_resnet.Affine)  # the original is untouched
+    assert all(isinstance(getattr(owner, a), torch.nn.Identity) for owner, _, a in fast.conv_affine_pairs())
+    chips = np.random.default_rng(5).integers(0, 256, size=(2, 150, 150, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        slow_out = net(net.as_input(chips))
+        fast_out = fast(fast.as_input(chips))
+    assert (fast_out - slow_out).abs().max() <= 1e-5
 
 
 def test_add_padded_zero_fills_like_dlib():

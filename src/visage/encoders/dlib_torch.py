@@ -27,7 +27,8 @@ class DlibTorchEncoder:
 
     def __init__(self, batch_size: int = DEFAULT_BATCH_SIZE):
         self.batch_size = batch_size
-        self.net = load_dlib_resnet()
+        #: The network with affines folded into the convs, channels-last (see ``for_inference``).
+        self.net = load_dlib_resnet().for_inference()
 
     def chips(self, image: Image, faces: list[Face]) -> np.ndarray:
         return dlib_chips(image.pixels, faces, CHIP_SIZE, CHIP_PADDING)
@@ -40,6 +41,6 @@ class DlibTorchEncoder:
         out = np.zeros((len(chips), self.dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(chips), self.batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(chips[start:start + self.batch_size]))
-                out[start:start + len(batch)] = self.net(batch.permute(0, 3, 1, 2)).numpy()
+                batch = self.net.as_input(chips[start:start + self.batch_size])
+                out[start:start + len(batch)] = self.net(batch).numpy()
         return out

@@ -27,6 +27,7 @@ first, outermost first, and the layers' contents follow innermost (input side) f
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,33 @@ class DlibFaceResNet(nn.Module):
         x = self.pool1(self.relu1(self.affine1(self.conv1(self.preprocess(rgb)))))
         x = self.stages(x)
         return self.fc(x.mean(dim=(2, 3)))
+
+    def conv_affine_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        """(owner, conv attribute, affine attribute) for every conv followed by an affine."""
+        pairs = [(self, "conv1", "affine1")]
+        for stage in self.stages:
+            for block in stage:
+                pairs += [(block, "conv1", "affine1"), (block, "conv2", "affine2")]
+        return pairs
+
+    def for_inference(self) -> DlibFaceResNet:
+        """A copy that computes the same function faster on CPUs: each affine folded into the conv
+        before it (the affine becomes an identity, so :meth:`extract` still names it), weights
+        stored channels-last for oneDNN. Feed it channels-last input (see :meth:`as_input`)."""
+        fast = copy.deepcopy(self)
+        with torch.no_grad():
+            for owner, conv_name, affine_name in fast.conv_affine_pairs():
+                conv, affine = getattr(owner, conv_name), getattr(owner, affine_name)
+                if isinstance(affine, Affine):
+                    conv.weight.mul_(affine.weight.view(-1, 1, 1, 1))
+                    conv.bias.mul_(affine.weight).add_(affine.bias)
+                    setattr(owner, affine_name, nn.Identity())
+        return fast.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def as_input(chips: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB chips → an (N, 3, H, W) channels-last view, without copying."""
+        return torch.from_numpy(np.ascontiguousarray(chips)).permute(0, 3, 1, 2)
 
     def layer_names(self) -> list[str]:
         """Names accepted by :meth:`extract`, in forward order."""
