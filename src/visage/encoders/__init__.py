@@ -11,6 +11,7 @@ from .base import Encoder
 #: Encoder names accepted by ``get_encoder``, mapped to "module:Class" (imported on first use).
 ENCODERS = {
     "dlib": "visage.encoders.dlib_resnet:DlibResNetEncoder",
+    "facenet": "visage.encoders.facenet:FaceNetEncoder",
     "dlib-torch": "visage.encoders.dlib_torch:DlibTorchEncoder",
 }
 DEFAULT_ENCODER = "dlib"
