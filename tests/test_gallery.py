@@ -21,7 +21,7 @@ from visage.gallery import ExactIndex, FaceRecord, Gallery, HnswIndex
 from visage.verification import default_calibration
 
 PEOPLE = ["Ariel_Sharon", "Arnold_Schwarzenegger", "Colin_Powell", "Donald_Rumsfeld"]
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "milvus-lite"]
 
 
 def lfw(shared_data: Path, person: str, number: int) -> Path:
