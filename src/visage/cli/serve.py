@@ -1,0 +1,92 @@
+"""``visage serve``: the REST API and web page under uvicorn, and API key management.
+
+Argument parsing only; the app is :func:`visage.server.create_app`.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the REST API and web page (FastAPI under uvicorn)",
+                       description="Serve the gallery, face, liveness and style endpoints and the web page. "
+                                   "Settings also come from VISAGE_SERVER_* variables; the gallery's "
+                                   "encryption key only from VISAGE_GALLERY_KEY. API docs: /docs.")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--gallery", metavar="FILE", default=None,
+                   help="gallery file, as `visage enroll` takes it (default $VISAGE_HOME/gallery.db, "
+                        "else ~/.local/share/visage/gallery.db)")
+    p.add_argument("--state", metavar="FILE", default=None,
+                   help="API keys and audit log (default: server.db beside the gallery)")
+    p.add_argument("--cors", metavar="ORIGIN", action="append", default=None,
+                   help="allow browser calls from this origin (repeatable); CORS is off by default")
+    p.add_argument("--workers", type=int, default=None, help="requests doing face work at once (default 2)")
+    keys = p.add_mutually_exclusive_group()
+    keys.add_argument("--create-key", metavar="NAME", help="make an API key called NAME, print it once, and exit")
+    keys.add_argument("--list-keys", action="store_true", help="list API keys (never their secrets) and exit")
+    keys.add_argument("--revoke-key", metavar="ID", help="revoke the key with this id and exit")
+    p.add_argument("--admin", action="store_true", help="with --create-key: the key may enrol and remove people")
+    p.add_argument("--json", action="store_true", help="with --list-keys: print JSON")
+    p.set_defaults(run=run_serve)
+
+
+def settings_from(args):
+    """ServerSettings from the environment, overridden by the options given."""
+    from ..server.settings import ServerSettings
+
+    given = {"host": args.host, "port": args.port, "gallery": args.gallery, "state": args.state,
+             "cors_origins": args.cors, "workers": args.workers}
+    return ServerSettings(**{k: v for k, v in given.items() if v is not None})
+
+
+def run_serve(args) -> int:
+    from ..errors import VisageError
+    from ..server.auth import KeyStore
+
+    settings = settings_from(args)
+    if args.admin and not args.create_key:
+        raise VisageError("--admin goes with --create-key NAME")
+    if args.create_key or args.list_keys or args.revoke_key:
+        store = KeyStore(settings.state_path())
+        try:
+            if args.create_key:
+                key = store.create(args.create_key, admin=args.admin)
+                kind = "admin key" if args.admin else "key"
+                print(key)
+                import sys
+
+                print(f"{kind} for {args.create_key!r} stored (hashed) in {settings.state_path()}; "
+                      "this is the only time it is shown", file=sys.stderr)
+            elif args.list_keys:
+                found = [k.to_dict() for k in store.list()]
+                if args.json:
+                    print(json.dumps(found, indent=2))
+                for k in [] if args.json else found:
+                    state = "revoked" if k["revoked"] else ("admin" if k["admin"] else "user")
+                    print(f"{k['id']}  {state:8s}  {k['name']}")
+            else:
+                store.revoke(args.revoke_key)
+                print(f"revoked {args.revoke_key}")
+        finally:
+            store.close()
+        return 0
+    return serve(settings)
+
+
+def serve(settings) -> int:
+    """Run the app until SIGINT or SIGTERM; requests in flight are finished first."""
+    import logging
+
+    import uvicorn
+
+    from ..server import create_app
+
+    app = create_app(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(f"visage: serving on http://{settings.host}:{settings.port}/ (API docs at /docs)", flush=True)
+    # timeout_graceful_shutdown: on SIGTERM, stop accepting, then give requests in flight this long.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=True,
+                timeout_graceful_shutdown=60, server_header=False)
+    return 0

@@ -1,0 +1,185 @@
+"""The FastAPI application: :func:`create_app` wires settings, security, limits and the routes.
+
+::
+
+    from visage.server import ServerSettings, create_app
+    app = create_app(ServerSettings(gallery="people.db"))   # serve with uvicorn, or test with TestClient
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+
+import anyio
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import FaceCountError, GalleryError, ImageError, ModelError, SpoofError, VisageError
+from .challenges import ChallengeError
+from .galleries import Busy
+from .jobs import QueueFull
+from .limits import BodySizeLimit
+from .service import Service, build_service
+from .settings import ServerSettings
+
+log = logging.getLogger("visage.server")
+
+STATIC = Path(str(resources.files("visage.server").joinpath("static")))
+
+#: The web page may load only what this server serves, and send only to it.
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+               "media-src 'self' blob: mediastream:; connect-src 'self'; frame-ancestors 'none'; "
+               "base-uri 'none'; form-action 'self'")
+
+
+def status_for(exc: VisageError) -> int:
+    """The HTTP status of a refusal: what the client sent is wrong (4xx), or the server is full (503)."""
+    if isinstance(exc, (QueueFull, Busy, ModelError)):
+        return 503  # the server cannot serve this now (full, or a model is not installed): not the client's fault
+    if isinstance(exc, ChallengeError):
+        return 404 if "no open challenge" in str(exc) else 409
+    if isinstance(exc, GalleryError):
+        return 404 if str(exc).startswith("no person called") else 409
+    if isinstance(exc, FaceCountError):
+        return 422
+    if isinstance(exc, SpoofError):
+        return 403
+    if isinstance(exc, ImageError):
+        return 400
+    return 400
+
+
+class AuditMiddleware:
+    """Writes one audit row per API request (``/v1/...``) once the answer is sent."""
+
+    def __init__(self, app, service: Service):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        state = scope.setdefault("state", {})
+        started = time.perf_counter()
+        status = 500
+
+        async def watch(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            who = state.get("principal")
+            client = scope.get("client")
+            await anyio.to_thread.run_sync(lambda: self.service.audit.write(
+                key_id=who.key_id if who else None, key_name=who.name if who else None,
+                client=client[0] if client else None, method=scope["method"], path=scope["path"],
+                status=status, ms=(time.perf_counter() - started) * 1000, summary=state.get("audit")))
+
+
+class SecurityHeaders:
+    """Headers that keep browsers from sniffing types or framing the page; a strict policy on the page."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        page = scope["path"] == "/" or scope["path"].startswith("/static/")
+
+        async def add(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if page:
+                    headers += [(b"content-security-policy", PAGE_POLICY.encode()), (b"x-frame-options", b"DENY")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, add)
+
+
+def create_app(settings: ServerSettings | None = None, service: Service | None = None):
+    """Build the application for ``settings`` (default: from the environment); returns the ASGI app.
+
+    Opens the gallery and the state file now, so a bad gallery fails at start, not on the first
+    request. ``service`` lets a caller share one :class:`Service` (tests).
+    """
+    from fastapi_offline import FastAPIOffline
+
+    from .routes import router
+
+    settings = settings or ServerSettings()
+    service = service or build_service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        # uvicorn has finished the requests in flight by now; close what they wrote to.
+        await anyio.to_thread.run_sync(service.close)
+
+    # FastAPIOffline: /docs and /redoc with Swagger UI and ReDoc served from this process, no CDN.
+    app = FastAPIOffline(
+        title="visage", version=__version__, lifespan=lifespan,
+        description="Face detection, encoding, verification, a gallery to enrol and identify people, "
+                    "liveness checks and style transfer. Send an API key as `Authorization: Bearer <key>` "
+                    "(make one with `visage serve --create-key NAME [--admin]`).")
+    app.state.service = service
+    app.include_router(router)
+
+    @app.exception_handler(VisageError)
+    async def refused(request: Request, exc: VisageError):
+        headers = {"Retry-After": "5"} if isinstance(exc, (QueueFull, Busy)) else None
+        return JSONResponse({"detail": str(exc)}, status_code=status_for(exc), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):
+        # Log the kind of failure and where, never the request's content (it may be a face).
+        log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"},
+                            status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(AuditMiddleware, service=service)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    return app
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        parts.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"

@@ -1,0 +1,56 @@
+"""Everything one running server holds: keys, audit log, galleries, jobs, challenges and limits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from .audit import AuditLog
+from .auth import KeyStore
+from .challenges import ChallengeStore
+from .galleries import GalleryPool
+from .jobs import JobQueue
+from .limits import RateLimiter
+from .settings import ServerSettings
+
+log = logging.getLogger("visage.server")
+
+
+@dataclass
+class Service:
+    """The parts of a running server (see :func:`build_service`)."""
+
+    settings: ServerSettings
+    keys: KeyStore
+    audit: AuditLog
+    galleries: GalleryPool
+    jobs: JobQueue
+    challenges: ChallengeStore
+    limiter: RateLimiter
+    #: Bounds face work outside the gallery (detect, encode, verify, liveness) to ``workers`` at once.
+    compute: threading.BoundedSemaphore
+
+    def close(self) -> None:
+        """Stop jobs, wait for gallery writes in flight, close the files."""
+        self.jobs.shutdown()
+        if not self.galleries.close():
+            log.warning("some gallery requests were still running at shutdown")
+        self.keys.close()
+        self.audit.close()
+
+
+def build_service(settings: ServerSettings) -> Service:
+    """Open the state file and the gallery named by ``settings``; raises VisageError when they cannot be used."""
+    state = settings.state_path()
+    keys = KeyStore(state)
+    audit = AuditLog(state)
+    galleries = GalleryPool(settings)
+    return Service(
+        settings=settings, keys=keys, audit=audit, galleries=galleries,
+        jobs=JobQueue(settings.max_queued_jobs, settings.job_ttl),
+        challenges=ChallengeStore(settings.challenge_seconds, max_open=settings.max_challenges,
+                                  max_frames=settings.max_frames),
+        limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
+        compute=threading.BoundedSemaphore(settings.workers),
+    )

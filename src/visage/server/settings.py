@@ -1,0 +1,91 @@
+"""Server settings: from ``VISAGE_SERVER_*`` environment variables, overridden by ``visage serve`` options.
+
+The key that encrypts stored encodings is read from the environment only (``VISAGE_GALLERY_KEY``),
+never from the command line, where other users of the machine could read it in the process list.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..encoders import DEFAULT_ENCODER
+
+#: Environment variable holding the passphrase that encrypts stored encodings (optional).
+GALLERY_KEY_ENV = "VISAGE_GALLERY_KEY"
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``visage serve`` can be told. Field ``x`` is read from ``VISAGE_SERVER_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="VISAGE_SERVER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    #: The gallery location, as ``visage enroll --gallery`` takes it; None: the CLI's default file.
+    gallery: str | None = None
+    encoder: str = DEFAULT_ENCODER
+    detector: str = "hog"
+    #: SQLite file for API keys and the audit log; None: ``server.db`` beside the gallery file.
+    state: str | None = None
+    #: Requests a key may make per minute (sustained), and the burst it may make at once.
+    rate_per_minute: float = Field(120.0, gt=0)
+    rate_burst: int = Field(30, ge=1)
+    #: Largest request body in bytes (uploads included), and largest image in pixels.
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(12_000_000, ge=64 * 64)
+    #: Photos accepted in one enrolment request.
+    max_photos: int = Field(20, ge=1)
+    #: Frames a liveness clip or challenge may hold, and the longest side they are scaled to.
+    max_frames: int = Field(150, ge=10)
+    max_frame_side: int = Field(640, ge=120)
+    #: Seconds a liveness challenge stays open, and how many may be open at once.
+    challenge_seconds: float = Field(120.0, gt=0)
+    max_challenges: int = Field(16, ge=1)
+    #: Style transfer jobs: how many may wait, the largest output side, the default side and steps.
+    max_queued_jobs: int = Field(8, ge=1)
+    max_style_size: int = Field(512, ge=32)
+    style_size: int = Field(256, ge=16)
+    style_steps: int = Field(100, ge=1)
+    #: Finished jobs are kept this long (seconds) for their results to be fetched.
+    job_ttl: float = Field(3600.0, gt=0)
+    #: Galleries opened in parallel: requests beyond this many wait for one to be free.
+    workers: int = Field(2, ge=1, le=64)
+    #: Origins allowed to call the API from a browser. Empty: CORS off (same-origin only).
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Torch threads (style transfer) per process.
+    threads: int = Field(2, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    def gallery_path(self) -> Path | None:
+        """The gallery's SQLite file, or None when the gallery is not a local file (Milvus)."""
+        from ..gallery import default_gallery_path
+
+        if self.gallery is None:
+            return default_gallery_path()
+        if "://" in self.gallery or self.gallery.startswith("milvus-lite:"):
+            return None
+        return Path(self.gallery).expanduser()
+
+    def state_path(self) -> Path:
+        """Where API keys and the audit log live."""
+        if self.state:
+            return Path(self.state).expanduser()
+        from ..gallery import default_gallery_path
+
+        beside = self.gallery_path() or default_gallery_path()
+        return beside.parent / "server.db"
+
+    def gallery_key(self) -> str | None:
+        """The passphrase encrypting stored encodings, from :data:`GALLERY_KEY_ENV`, or None."""
+        value = os.environ.get(GALLERY_KEY_ENV, "")
+        return value or None
