@@ -1,0 +1,146 @@
+"""``visage style`` and ``visage style-train``: neural style transfer, by optimisation or with a
+trained fast-style model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import VisageError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "style", help="render a photo in the style of a painting (Gatys), or apply a trained fast-style model",
+        description="visage style CONTENT STYLE [STYLE ...] -o out.png   (Gatys optimisation)\n"
+                    "visage style --model style.pt CONTENT -o out.png    (fast model; CONTENT may be a video)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="the content image, then one or more style images")
+    p.add_argument("-o", "--output", required=True, help="output PNG (or video, with --model and a video input)")
+    p.add_argument("--model", help="a fast-style model from `visage style-train`: one forward pass, no style image")
+    p.add_argument("--size", type=int, default=None, help="long side of the output in pixels (default 512; "
+                   "with --model the input's own size)")
+    p.add_argument("--content-weight", type=float, default=1.0, help="α (default 1)")
+    p.add_argument("--style-weight", type=float, default=None, help="β (default %(default)s → library default)")
+    p.add_argument("--tv-weight", type=float, default=0.0, help="total-variation weight (default 0)")
+    p.add_argument("--style-layers", default=None, metavar="L:W,...",
+                   help="style layers with weights λ, e.g. relu1_1:0.2,relu2_1:0.2,relu3_1:0.2 "
+                        "(default relu1_1..relu5_1 weighted 1/n_C²)")
+    p.add_argument("--content-layer", default=None, help="content layer (default relu4_2)")
+    p.add_argument("--style-blend", default=None, metavar="W,...",
+                   help="blend weights for several style images, e.g. 0.7,0.3 (default equal)")
+    p.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to the output")
+    p.add_argument("--init", choices=["content", "noise"], default="content", help="start from the content or noise")
+    p.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate for pixels in [0, 1]")
+    p.add_argument("--steps", type=int, default=300, help="steps at the coarsest size (default 300)")
+    p.add_argument("--fine-steps", type=int, default=None, help="steps at each finer size (default: half the previous)")
+    p.add_argument("--coarse-size", type=int, default=512, help="coarse-to-fine starts at this long side (default 512)")
+    p.add_argument("--preserve-color", action="store_true", help="transfer luminance only; keep the content's colours")
+    p.add_argument("--network", choices=["auto", "vgg16-hed", "vgg19"], default="auto",
+                   help="feature network (auto: torchvision's VGG19 if in the torch cache, else VGG16-HED)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N", help="write an intermediate frame every N steps")
+    p.add_argument("--frames-dir", default=None, help="folder for the frames (default: OUTPUT_frames/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_style)
+
+    t = sub.add_parser("style-train", help="train a fast feed-forward style network (Johnson et al.) for one style")
+    t.add_argument("style", help="the style image")
+    t.add_argument("--images", required=True, help="folder of training photos (searched recursively)")
+    t.add_argument("-o", "--output", required=True, help="model file to write, e.g. style.pt")
+    t.add_argument("--image-size", type=int, default=256, help="training crops are this many pixels square")
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--content-weight", type=float, default=None)
+    t.add_argument("--style-weight", type=float, default=None)
+    t.add_argument("--tv-weight", type=float, default=None)
+    t.add_argument("--style-layers", default=None, metavar="L:W,...")
+    t.add_argument("--content-layer", default=None)
+    t.add_argument("--width", type=int, default=32, help="channels of the first layer (32 in the paper)")
+    t.add_argument("--network", choices=["auto", "vgg16-hed", "vgg19"], default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(run=run_train)
+
+
+def run_style(args) -> int:
+    from ..style import StyleSettings, parse_style_layers, stylize
+    from ..style.fast import is_video, load_style_model
+    from ..style.transfer import save_png
+
+    if args.model:
+        if len(args.images) != 1:
+            raise VisageError("with --model give exactly one content image or video (the style is in the model)")
+        model = load_style_model(args.model)
+        source = args.images[0]
+        if is_video(source):
+            count = model.stylize_video(source, args.output, size=args.size, progress=not args.quiet)
+            print(f"wrote {args.output} ({count} frames, style of {model.style})")
+        else:
+            save_png(model.apply(source, size=args.size), args.output, model.metadata())
+            print(f"wrote {args.output} (style of {model.style}, {model.feature_network} losses)")
+        return 0
+
+    if len(args.images) < 2:
+        raise VisageError("give a content image and at least one style image (or --model)")
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise VisageError(f"{output}: output must be a .png file")
+    settings = StyleSettings(
+        size=args.size if args.size is not None else 512, content_weight=args.content_weight,
+        tv_weight=args.tv_weight, init=args.init, optimizer=args.optimizer, steps=args.steps,
+        fine_steps=args.fine_steps, coarse_size=args.coarse_size, preserve_color=args.preserve_color,
+        style_scale=args.style_scale, network=args.network, seed=args.seed, threads=args.threads,
+        save_every=args.save_every,
+        frames_dir=args.frames_dir or (str(output.with_name(output.stem + "_frames")) if args.save_every else None),
+    )
+    if args.style_weight is not None:
+        settings.style_weight = args.style_weight
+    if args.lr is not None:
+        settings.lr = args.lr
+    if args.style_layers:
+        settings.style_layers = parse_style_layers(args.style_layers)
+    if args.content_layer:
+        settings.content_layer = args.content_layer
+    if settings.frames_dir:
+        Path(settings.frames_dir).mkdir(parents=True, exist_ok=True)
+    blend = _parse_floats(args.style_blend) if args.style_blend else None
+    result = stylize(args.images[0], args.images[1:], settings, style_blend=blend, progress=not args.quiet)
+    result.save(output)
+    h, w = result.pixels.shape[:2]
+    print(f"wrote {output} ({w}×{h}, {result.network}, final loss {result.final_loss:.4g}, {result.seconds:.0f} s)")
+    return 0
+
+
+def run_train(args) -> int:
+    from ..style.fast import FastStyleSettings, train_style_model
+    from ..style.transfer import parse_style_layers
+
+    settings = FastStyleSettings(image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
+                                 max_steps=args.max_steps, lr=args.lr, width=args.width, network=args.network,
+                                 seed=args.seed, threads=args.threads)
+    for name in ("content_weight", "style_weight", "tv_weight", "content_layer"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name))
+    if args.style_layers:
+        settings.style_layers = parse_style_layers(args.style_layers)
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise VisageError(f"{output.parent}: folder does not exist")
+    model = train_style_model(args.style, args.images, settings, progress=not args.quiet)
+    model.save(output)
+    first, last = model.history[0]["total"], model.history[-1]["total"]
+    print(f"wrote {output} ({len(model.history)} steps, loss {first:.4g} → {last:.4g}, {model.feature_network})")
+    return 0
+
+
+def _parse_floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise VisageError(f"not a list of numbers: {text!r}") from None

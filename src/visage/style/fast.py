@@ -1,0 +1,387 @@
+"""Fast style transfer (Johnson et al. 2016): a feed-forward image-transformation network trained
+for one style with perceptual losses, then applied to images and video frames in one pass.
+
+The network: a 9×9 conv, two stride-2 convs, five residual blocks, two upsampling convs and a 9×9
+conv back to RGB, each conv followed by instance normalisation (Ulyanov et al.) and ReLU, with
+reflection padding. The loss: J_content at one VGG layer between the input and the output,
+J_style between the output's Gram matrices and the style's, and total variation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ImageError, VisageError
+from ..imageio import ImageSource, load_image
+from .features import check_layers, extract, load_feature_net
+from .losses import content_cost, mean_gram, style_cost, total_variation
+from .transfer import _resize_exact, _resize_long, _threads, _to_pixels, _to_tensor, resolve_style_layers
+
+MODEL_FORMAT = "visage-style-model"
+MODEL_VERSION = 1
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+# --- the network -----------------------------------------------------------------------------
+
+class _ConvNormRelu(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, relu: bool = True, upsample: bool = False):
+        layers: list[nn.Module] = []
+        if upsample:
+            # Nearest upsampling then a conv avoids the checkerboard of transposed convs.
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(c_in, c_out, kernel, stride),
+                   nn.InstanceNorm2d(c_out, affine=True)]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_ConvNormRelu(channels, channels, 3), _ConvNormRelu(channels, channels, 3, relu=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class TransformerNet(nn.Module):
+    """Johnson's image-transformation network with instance normalisation.
+
+    Takes RGB in [0, 1], shape (N, 3, H, W), and returns an image of the same shape (not clamped;
+    :meth:`StyleModel.apply` clamps). ``width`` is the channel count of the first layer (32 in the
+    paper); ``n_residual`` the number of residual blocks (5).
+    """
+
+    def __init__(self, width: int = 32, n_residual: int = 5):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            _ConvNormRelu(3, w, 9), _ConvNormRelu(w, 2 * w, 3, stride=2), _ConvNormRelu(2 * w, 4 * w, 3, stride=2),
+            *[_Residual(4 * w) for _ in range(n_residual)],
+            _ConvNormRelu(4 * w, 2 * w, 3, upsample=True), _ConvNormRelu(2 * w, w, 3, upsample=True),
+            nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9),
+        )
+
+    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+        h, w = rgb01.shape[-2:]
+        # Pad to a multiple of 4 so the two stride-2 convs and upsamplings return the input size.
+        ph, pw = (-h) % 4, (-w) % 4
+        x = F.pad(rgb01, (0, pw, 0, ph), mode="reflect") if ph or pw else rgb01
+        # Work around 0–255 (as Johnson's network does) so instance norm sees the usual scale; output in [0, 1].
+        y = self.net(x * 255.0) / 255.0
+        return y[..., :h, :w]
+
+
+# --- a trained model -------------------------------------------------------------------------
+
+@dataclass
+class FastStyleSettings:
+    """Training settings for one style. Sizes are in pixels."""
+
+    image_size: int = 256
+    batch_size: int = 4
+    epochs: int = 2
+    #: Stop after this many optimiser steps (None: run all epochs).
+    max_steps: int | None = None
+    lr: float = 1e-3
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 0.0
+    content_layer: str = "relu2_2"
+    #: {layer: λ_l}; None: relu1_2, relu2_2, relu3_3, relu4_3 weighted 1/n_C², summing to 1.
+    style_layers: dict[str, float] | None = None
+    #: Long side the style image is resized to (default: image_size).
+    style_size: int | None = None
+    width: int = 32
+    n_residual: int = 5
+    network: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise :class:`VisageError` for settings that cannot work."""
+        if not 16 <= self.image_size <= 4096:
+            raise VisageError(f"image_size must be from 16 to 4096 pixels, not {self.image_size}")
+        if self.batch_size < 1 or self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
+            raise VisageError("batch_size, epochs and max_steps must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise VisageError(f"lr must be > 0, not {self.lr}")
+        if self.width < 1 or self.n_residual < 0:
+            raise VisageError("width must be ≥ 1 and n_residual ≥ 0")
+
+
+FAST_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+@dataclass
+class StyleModel:
+    """A trained fast-style network with what it was trained on. ``apply`` stylises one image."""
+
+    net: TransformerNet
+    style: str
+    feature_network: str
+    settings: FastStyleSettings
+    history: list[dict] = field(default_factory=list)
+
+    def apply(self, image: ImageSource, size: int | None = None) -> np.ndarray:
+        """Stylise ``image`` (resized to long side ``size`` when given); returns (H, W, 3) uint8 RGB."""
+        pixels = load_image(image).pixels
+        if size is not None:
+            if not 16 <= size <= 8192:
+                raise VisageError(f"size must be from 16 to 8192 pixels, not {size}")
+            pixels = _resize_long(pixels, size)
+        return self.apply_pixels(pixels)
+
+    def apply_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Stylise an (H, W, 3) uint8 RGB array; returns one of the same shape."""
+        device = next(self.net.parameters()).device
+        self.net.eval()
+        with torch.inference_mode():
+            return _to_pixels(self.net(_to_tensor(pixels, str(device))))
+
+    def metadata(self) -> dict[str, str]:
+        """Text chunks for PNGs this model makes."""
+        return {"Software": "visage style (fast)", "visage:network": self.feature_network,
+                "visage:style": self.style, "visage:model": "johnson-transformer-instancenorm"}
+
+    def save(self, path: os.PathLike) -> Path:
+        """Write the model to ``path`` (a torch file of tensors and plain values); returns the path."""
+        path = Path(path)
+        payload = {
+            "format": MODEL_FORMAT, "version": MODEL_VERSION,
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "style": self.style, "feature_network": self.feature_network,
+            "settings": asdict(self.settings), "history": self.history,
+        }
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def stylize_video(self, source: os.PathLike, destination: os.PathLike, size: int | None = None,
+                      progress: bool = True) -> int:
+        """Stylise every frame of video ``source`` into ``destination`` (mp4v codec, same frame rate);
+        returns the number of frames written."""
+        import cv2
+        from tqdm import tqdm
+
+        capture = _open_video(source)
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        writer = None
+        count = 0
+        try:
+            for rgb in tqdm(iter_video_frames(capture, size), total=total, desc="style video",
+                            unit="frame", disable=not progress):
+                styled = self.apply_pixels(rgb)
+                if writer is None:
+                    h, w = styled.shape[:2]
+                    writer = cv2.VideoWriter(str(destination), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    if not writer.isOpened():
+                        raise VisageError(f"{destination}: cannot write a video there")
+                writer.write(cv2.cvtColor(styled, cv2.COLOR_RGB2BGR))
+                count += 1
+        finally:
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if count == 0:
+            raise VisageError(f"{source}: the video has no frames")
+        return count
+
+
+def load_style_model(path: os.PathLike, device: str = "cpu") -> StyleModel:
+    """Load a model written by :meth:`StyleModel.save`; raises :class:`VisageError` when ``path`` is
+    missing or is not such a model."""
+    path = Path(path)
+    if not path.is_file():
+        raise VisageError(f"{path}: no such style model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise VisageError(f"{path}: not a visage style model (cannot read it as one)") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise VisageError(f"{path}: not a visage style model")
+    if payload.get("version") != MODEL_VERSION:
+        raise VisageError(f"{path}: style model version {payload.get('version')} is not supported (expected {MODEL_VERSION})")
+    settings = FastStyleSettings(**payload["settings"])
+    net = TransformerNet(settings.width, settings.n_residual)
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise VisageError(f"{path}: style model weights do not fit the network ({exc})") from None
+    net.to(device).eval()
+    return StyleModel(net=net, style=payload["style"], feature_network=payload["feature_network"],
+                      settings=settings, history=list(payload.get("history", [])))
+
+
+# --- training --------------------------------------------------------------------------------
+
+def list_images(folder: os.PathLike) -> list[Path]:
+    """Image files (by suffix) under ``folder``, recursively, sorted; raises VisageError if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VisageError(f"{folder}: not a folder of training images")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VisageError(f"{folder}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def train_style_model(
+    style: ImageSource,
+    images: os.PathLike | Sequence[ImageSource],
+    settings: FastStyleSettings | None = None,
+    *,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+) -> StyleModel:
+    """Train a :class:`TransformerNet` for ``style`` on ``images`` (a folder or a list of images).
+
+    Each training image is resized and centre-cropped to ``image_size`` squares. Returns the trained
+    :class:`StyleModel`; its ``history`` holds the loss terms of every step.
+    """
+    from tqdm import tqdm
+
+    settings = settings or FastStyleSettings()
+    settings.validate()
+    sources = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
+    if not sources:
+        raise VisageError("no training images given")
+    style_img = load_image(style)
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+
+    feature_net = load_feature_net(settings.network).to(settings.device)
+    weights = resolve_style_layers(feature_net, settings.style_layers or
+                                   _default_fast_layers(feature_net))
+    check_layers(feature_net, [settings.content_layer])
+    layers = list(dict.fromkeys([*weights, settings.content_layer]))
+    net = TransformerNet(settings.width, settings.n_residual).to(settings.device)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+
+    history: list[dict] = []
+    steps_per_epoch = math.ceil(len(sources) / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    if settings.max_steps is not None:
+        total_steps = min(total_steps, settings.max_steps)
+    cache: dict[int, np.ndarray] = {}  # small sets are decoded once
+    cache_limit = 2000
+
+    with _threads(settings.threads):
+        with torch.no_grad():
+            style_size = settings.style_size or settings.image_size
+            style_t = _to_tensor(_resize_long(style_img.pixels, style_size), settings.device)
+            grams = {k: mean_gram(v) for k, v in extract(feature_net, style_t, list(weights)).items()}
+        net.train()
+        bar = tqdm(total=total_steps, desc="style-train", unit="step", disable=not progress)
+        step = 0
+        started = time.perf_counter()
+        try:
+            while step < total_steps:
+                order = list(range(len(sources)))
+                rng.shuffle(order)
+                for start in range(0, len(order), settings.batch_size):
+                    if step >= total_steps:
+                        break
+                    idx = order[start:start + settings.batch_size]
+                    batch = torch.cat([_to_tensor(_training_crop(sources, i, settings.image_size, cache, cache_limit),
+                                                  settings.device) for i in idx])
+                    with torch.no_grad():
+                        target = extract(feature_net, batch, [settings.content_layer])[settings.content_layer]
+                    opt.zero_grad(set_to_none=True)
+                    out = net(batch)
+                    feats = extract(feature_net, out, layers)
+                    j_content = settings.content_weight * content_cost(target, feats[settings.content_layer])
+                    j_style = settings.style_weight * style_cost(grams, feats, weights)
+                    loss = j_content + j_style
+                    j_tv = settings.tv_weight * total_variation(out) if settings.tv_weight else torch.zeros(())
+                    loss = loss + j_tv
+                    if not torch.isfinite(loss):
+                        raise VisageError(f"training diverged at step {step + 1} (loss {loss.item()}); lower lr")
+                    loss.backward()
+                    opt.step()
+                    step += 1
+                    entry = {"step": step, "content": j_content.item(), "style": j_style.item(),
+                             "tv": j_tv.item(), "total": loss.item(), "seconds": time.perf_counter() - started}
+                    history.append(entry)
+                    bar.set_postfix(content=f"{entry['content']:.3g}", style=f"{entry['style']:.3g}",
+                                    tv=f"{entry['tv']:.3g}", total=f"{entry['total']:.4g}", refresh=False)
+                    bar.update(1)
+                    if callback is not None:
+                        callback(entry)
+        finally:
+            bar.close()
+    net.eval()
+    return StyleModel(net=net, style=style_img.name, feature_network=feature_net.name, settings=settings,
+                      history=history)
+
+
+def _default_fast_layers(net) -> dict[str, float]:
+    from .features import channels
+
+    raw = {name: 1.0 / channels(net, name) ** 2 for name in FAST_STYLE_LAYERS}
+    total = sum(raw.values())
+    return {name: value / total for name, value in raw.items()}
+
+
+def _training_crop(sources, i: int, size: int, cache: dict, cache_limit: int) -> np.ndarray:
+    if i in cache:
+        return cache[i]
+    pixels = load_image(sources[i]).pixels
+    h, w = pixels.shape[:2]
+    scale = size / min(h, w)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    resized = _resize_exact(pixels, nw, nh)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    crop = np.ascontiguousarray(resized[top:top + size, left:left + size])
+    if len(cache) < cache_limit:
+        cache[i] = crop
+    return crop
+
+
+# --- video -----------------------------------------------------------------------------------
+
+def _open_video(source: os.PathLike):
+    import cv2
+
+    path = Path(source)
+    if not path.is_file():
+        raise VisageError(f"{path}: no such video file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise VisageError(f"{path}: cannot open as a video")
+    return capture
+
+
+def iter_video_frames(source, size: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of a video (a path or an open ``cv2.VideoCapture``) as (H, W, 3) uint8 RGB arrays,
+    resized to long side ``size`` when given."""
+    import cv2
+
+    capture = source if hasattr(source, "read") else _open_video(source)
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        yield _resize_long(rgb, size) if size else rgb
+
+
+def is_video(path: os.PathLike) -> bool:
+    """Whether ``path`` names a video file by its suffix (mp4, avi, mov, mkv, webm, m4v)."""
+    return Path(path).suffix.lower() in {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
