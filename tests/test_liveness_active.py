@@ -1,0 +1,172 @@
+"""Active liveness: eye aspect ratio and blinks, head pose and the challenge, planarity."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from visage.liveness import active
+from visage.liveness.active import (check_challenge, count_blinks, eye_aspect_ratio, face_ear, head_pose,
+                                    homography_residual, new_challenge, planarity, turn_events)
+
+
+def synthetic_face(openness: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """68 landmarks whose eyes are open by ``openness`` (lid half-height over eye width)."""
+    points = np.zeros((68, 2))
+    points[:] = (200.0, 200.0)
+    for first, x0 in ((36, 150.0), (42, 220.0)):
+        w = 30.0
+        h = openness * w
+        # corner, two upper-lid points, corner, two lower-lid points (dlib order)
+        points[first:first + 6] = [(x0, 180), (x0 + 10, 180 - h), (x0 + 20, 180 - h), (x0 + w, 180),
+                                   (x0 + 20, 180 + h), (x0 + 10, 180 + h)]
+    if rng is not None:
+        points += rng.normal(0, 0.4, points.shape)
+    return points
+
+
+def test_eye_aspect_ratio_of_a_known_eye():
+    eye = np.array([(0, 0), (10, -3), (20, -3), (30, 0), (20, 3), (10, 3)], float)
+    assert eye_aspect_ratio(eye) == pytest.approx((6 + 6) / (2 * 30))
+    assert face_ear(synthetic_face(0.1)) == pytest.approx(0.2)
+
+
+def test_blinks_counted_on_a_synthesised_sequence():
+    rng = np.random.default_rng(7)
+    fps = 30
+    openness = np.full(6 * fps, 0.15)       # 6 s of open eyes (EAR 0.30)
+    for start, length in ((30, 4), (75, 6), (120, 3)):   # three blinks of 100–200 ms
+        profile = np.interp(np.arange(length), [0, length / 2, length - 1], [0.07, 0.02, 0.07])
+        openness[start:start + length] = profile
+    openness[150:178] = 0.02                # eyes held shut for ~1 s: not a blink
+    openness[96:99] = 0.125                 # a shallow dip (squint): not a blink either
+    ears = [face_ear(synthetic_face(o, rng)) for o in openness]
+    ears[50] = float("nan")                 # a frame without a face
+    result = count_blinks(ears, fps=fps)
+    assert result.count == 3
+    assert [b[0] for b in result.blinks] == [30, 75, 120]
+
+
+def test_no_blink_in_a_steady_stare():
+    rng = np.random.default_rng(1)
+    ears = [face_ear(synthetic_face(0.15, rng)) for _ in range(90)]
+    assert count_blinks(ears, fps=30).count == 0
+
+
+def _model_landmarks(yaw: float, pitch: float = 0.0, size=(640, 480)) -> np.ndarray:
+    """Project the pose model's own points, rotated, into an image; other points left at zero."""
+    ids = list(active._MODEL_POINTS)
+    pts = np.array([active._MODEL_POINTS[i] for i in ids], float)
+    rvec = np.array([math.radians(pitch), math.radians(-yaw), 0.0])  # -yaw: nose to the image right
+    rot, _ = cv2.Rodrigues(rvec)
+    cam = (pts @ rot.T) + (0, 0, 650)
+    f = max(size)
+    uv = cam[:, :2] / cam[:, 2:] * f + (size[0] / 2, size[1] / 2)
+    out = np.zeros((68, 2))
+    out[ids] = uv
+    return out
+
+
+@pytest.mark.parametrize("yaw", [-30.0, -10.0, 0.0, 20.0, 35.0])
+def test_head_pose_recovers_yaw(yaw):
+    got_yaw, got_pitch, _ = head_pose(_model_landmarks(yaw), (640, 480))
+    assert got_yaw == pytest.approx(yaw, abs=1.0)
+    assert abs(got_pitch) < 1.0
+
+
+def test_challenge_order_must_match():
+    # The person turns right, back to centre, blinks, then left.
+    yaws = [0] * 10 + [-25] * 10 + [0] * 10 + [0] * 10 + [25] * 10 + [0] * 5
+    blinks = [(32, 34)]
+    turns = turn_events(yaws)
+    assert [name for _, name in turns] == ["turn_right", "turn_left"]
+    assert check_challenge(["turn_right", "blink", "turn_left"], turns, blinks).passed
+    # A recording of that answer fails any other order.
+    assert not check_challenge(["turn_left", "blink", "turn_right"], turns, blinks).passed
+    assert not check_challenge(["turn_right", "turn_left", "blink"], turns, blinks).passed
+    # An extra turn is not the requested sequence either.
+    assert not check_challenge(["turn_right"], turns, blinks).passed
+
+
+def test_new_challenge_is_random_and_complete():
+    drawn = {tuple(new_challenge(3)) for _ in range(60)}
+    assert len(drawn) >= 4                       # many different orders
+    for seq in drawn:
+        assert {"turn_left", "turn_right"} <= set(seq)
+        assert all(a != b for a, b in zip(seq, seq[1:]))
+    rng = np.random.default_rng(3)
+    assert new_challenge(4, np.random.default_rng(3)) == new_challenge(4, rng)  # reproducible with a seed
+
+
+def _face_3d() -> np.ndarray:
+    """A rough 3-D face: 68 points on a frontal layout, with depth from a head ellipsoid and a nose."""
+    rng = np.random.default_rng(0)
+    xy = np.zeros((68, 2))
+    xy[0:17] = np.c_[np.linspace(-70, 70, 17), 40 * np.sin(np.linspace(0, np.pi, 17)) + 10]   # jaw
+    xy[17:27] = np.c_[np.r_[np.linspace(-55, -15, 5), np.linspace(15, 55, 5)], np.full(10, -45)]  # brows
+    xy[27:31] = np.c_[np.zeros(4), np.linspace(-30, 5, 4)]                                      # nose ridge
+    xy[31:36] = np.c_[np.linspace(-15, 15, 5), np.full(5, 12)]                                   # nostrils
+    xy[36:48] = np.r_[synthetic_face(0.12)[36:48] - (200, 200)] * (1.3, 1.3)                     # eyes
+    xy[48:68] = np.c_[25 * np.cos(np.linspace(0, 2 * np.pi, 20)), 35 + 8 * np.sin(np.linspace(0, 2 * np.pi, 20))]
+    z = 60 * (1 - (xy[:, 0] / 80) ** 2 - (xy[:, 1] / 110) ** 2)  # toward the camera
+    z[27:36] += np.r_[np.linspace(8, 28, 4), [15, 20, 22, 20, 15]]
+    return np.c_[xy, -z] + rng.normal(0, 0.1, (68, 3))
+
+
+def _project(points3d: np.ndarray, yaw: float, pitch: float = 0.0) -> np.ndarray:
+    rot, _ = cv2.Rodrigues(np.array([math.radians(pitch), math.radians(yaw), 0.0]))
+    cam = points3d @ rot.T + (0, 0, 600)
+    return cam[:, :2] / cam[:, 2:] * 800 + (320, 240)
+
+
+def test_planarity_separates_a_plane_from_a_turning_head():
+    rng = np.random.default_rng(5)
+    head = _face_3d()
+    flat = head * (1, 1, 0)                  # the same face printed on a sheet
+    yaws = np.linspace(-20, 20, 9)
+    poses = [(y, 0.0, 0.0) for y in yaws]
+    noise = lambda p: p + rng.normal(0, 0.3, p.shape)  # detector jitter, in pixels
+    real = planarity([noise(_project(head, y)) for y in yaws], poses)
+    printed = planarity([noise(_project(flat, y)) for y in yaws], poses)
+    assert printed.planar is True and real.planar is False
+    assert real.residual > 3 * printed.residual
+    # Views too alike to tell: no evidence either way.
+    still = planarity([noise(_project(head, 0.0)) for _ in range(5)], [(0.0, 0.0, 0.0)] * 5)
+    assert still.planar is None and still.pairs == 0
+
+
+def test_homography_residual_is_zero_for_an_exact_homography():
+    pts = _project(_face_3d() * (1, 1, 0), 0)
+    h = np.array([[1.1, 0.05, 3], [0.02, 0.95, -4], [1e-4, -2e-4, 1]])
+    moved = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), h).reshape(-1, 2)
+    assert homography_residual(pts, moved) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def flat_photo_clip(shared_data):
+    """A rendered clip: a real face photo on a flat sheet, turned in perspective before a camera."""
+    from visage.imageio import load_image
+
+    photo = load_image(next((shared_data / "faces" / "openface__clapton").iterdir())).pixels
+    h, w = photo.shape[:2]
+    frames = []
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    for k, yaw in enumerate(np.linspace(-25, 25, 11)):
+        # Rotate the sheet about its vertical axis and project it with a pinhole camera.
+        rot, _ = cv2.Rodrigues(np.array([math.radians(5 * math.sin(k)), math.radians(yaw), 0.0]))
+        sheet = np.c_[corners - (w / 2, h / 2), np.zeros(4)] @ rot.T + (0, 0, 1.6 * w)
+        projected = sheet[:, :2] / sheet[:, 2:] * 1.6 * w + (w / 2 + 4 * k, h / 2)
+        H = cv2.getPerspectiveTransform(corners, projected.astype(np.float32))
+        frames.append(cv2.warpPerspective(photo, H, (w, h), borderValue=(90, 90, 90)))
+    return frames
+
+
+def test_rendered_clip_of_a_flat_photo_fails_planarity(flat_photo_clip):
+    track = active.track_faces(flat_photo_clip, min_face_fraction=0.2)
+    assert track.frames_with_face >= 9
+    result = planarity(track.landmarks, track.poses)
+    assert result.pairs > 0, "the turning sheet should give views far enough apart"
+    assert result.planar is True, result
