@@ -17,7 +17,7 @@ import pytest
 import visage
 from visage.cli import main as cli
 from visage.errors import GalleryError
-from visage.gallery import ExactIndex, FaceRecord, Gallery, HnswIndex
+from visage.gallery import ExactIndex, FaceRecord, Gallery, IvfIndex
 from visage.verification import default_calibration
 
 PEOPLE = ["Ariel_Sharon", "Arnold_Schwarzenegger", "Colin_Powell", "Donald_Rumsfeld"]
@@ -137,26 +137,35 @@ def test_export_import_round_trip_keeps_every_encoding(location, encoded, tmp_pa
         assert again.faces_added == 0 and len(again.skipped) == 12
 
 
-def test_hnsw_index_agrees_with_exact_search(encoded):
+def test_ivf_index_agrees_with_exact_search_and_follows_changes(encoded):
     rng = np.random.default_rng(0)
     noise = rng.standard_normal((3000, 128)).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     real = [(i, r.encoding) for i, p in enumerate(PEOPLE) for r in encoded[p][:2]]
     vectors = np.concatenate([noise, np.stack([v for _, v in real])])
     persons = np.concatenate([np.arange(1000, 4000), [i for i, _ in real]])
-    exact, approx = ExactIndex(128), HnswIndex(128)
+    exact, approx = ExactIndex(128), IvfIndex(128, nprobe=4, train_size=2000, regrow=2.0)
     for index in (exact, approx):
         index.add(np.arange(len(vectors)), persons, vectors)
+    assert approx.trained and len(approx) == len(exact) == len(vectors)
     probes = np.stack([encoded[p][2].encoding for p in PEOPLE])
     for want, got in zip(exact.search(probes, 3), approx.search(probes, 3)):
         assert [pid for pid, _ in got] == [pid for pid, _ in want]
         assert [d for _, d in got] == pytest.approx([d for _, d in want], abs=1e-4)
-    assert [hits[0][0] for hits in approx.search(probes, 1)] == [0, 1, 2, 3]
     # Removing a person hides them from both indexes without a rebuild.
     gone = np.flatnonzero(persons == 2)
     for index in (exact, approx):
         index.remove(gone)
         assert all(pid != 2 for pid, _ in index.search(probes[2:3], 5)[0])
+    # Faces added after training are filed into the existing cells and found.
+    approx.add([50_000], [77], probes[2:3])
+    assert approx.search(probes[2:3], 1)[0][0] == (77, pytest.approx(0.0, abs=1e-3))
+    # Growing 2-fold (regrow) retrains on everything held, the removals and late additions included.
+    more = rng.standard_normal((4_000, 128)).astype(np.float32)
+    approx.add(np.arange(60_000, 64_000), np.full(4_000, 5000), more)
+    assert approx._trained_on == len(approx)
+    assert len(approx) == len(vectors) - len(gone) + 1 + 4_000
+    assert approx.search(probes, 1)[2][0][0] == 77 and approx.search(probes, 1)[0][0][0] == 0
 
 
 def test_mean_matching_ranks_by_distance_to_the_mean(encoded, tmp_path):

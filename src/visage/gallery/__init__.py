@@ -10,8 +10,8 @@ See docs/gallery.md.
 """
 
 from .gallery import DEFAULT_MATCH, Gallery, LivenessCheck, default_gallery_path, open_store
-from .index import ExactIndex, HnswIndex
+from .index import ExactIndex, IvfIndex
 from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
 
 __all__ = ["Gallery", "open_store", "default_gallery_path", "DEFAULT_MATCH", "LivenessCheck", "ExactIndex",
-           "HnswIndex", "Candidate", "EnrollReport", "FaceRecord", "Identification", "Person", "StoredFace"]
+           "IvfIndex", "Candidate", "EnrollReport", "FaceRecord", "Identification", "Person", "StoredFace"]

@@ -17,12 +17,12 @@ from ..encoders import DEFAULT_ENCODER, get_encoder
 from ..errors import GalleryError, ImageError, VisageError
 from ..faces.types import Face
 from ..imageio import Image, ImageSource, load_image
-from .index import ExactIndex, HnswIndex, Index, Match
+from .index import ExactIndex, Index, IvfIndex, Match
 from .store import Cursor, SQLiteStore, Store
 from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
 
-#: Above this many faces, ``index="auto"`` switches from exact search to HNSW.
-AUTO_HNSW_FACES = 200_000
+#: From this many faces on, ``index="auto"`` switches from exact search to the IVF index.
+AUTO_IVF_FACES = 200_000
 #: Matching rule chosen by measurement on the dev set (bench/bench_gallery_accuracy.py, docs/gallery.md).
 DEFAULT_MATCH: Match = "nearest"
 #: Photos encoded together in one call during enrolment.
@@ -89,8 +89,8 @@ class Gallery:
     """Enrolled people and their face encodings, and identification against them.
 
     ``location`` picks the backend (:func:`open_store`); ``encoder`` is a key of
-    :data:`visage.encoders.ENCODERS`. ``index`` is ``"exact"``, ``"hnsw"`` or ``"auto"`` (exact
-    up to :data:`AUTO_HNSW_FACES` faces). A gallery refuses encodings from another encoder than
+    :data:`visage.encoders.ENCODERS`. ``index`` is ``"exact"``, ``"ivf"`` (approximate, exact
+    below 20,000 faces) or ``"auto"`` (exact below :data:`AUTO_IVF_FACES` faces, IVF above). A gallery refuses encodings from another encoder than
     the one that filled it.
     """
 
@@ -244,12 +244,11 @@ class Gallery:
             else:
                 bound = self.store.encoder()
                 dim = bound[1] if bound else self.encoder.dim
-                kind = self._index_kind
-                if kind == "auto":
-                    kind = "hnsw" if self.face_count() > AUTO_HNSW_FACES else "exact"
-                if kind not in ("exact", "hnsw"):
-                    raise GalleryError(f"index must be 'exact', 'hnsw' or 'auto', not {kind!r}")
-                self._search = _LocalSearch(self.store, ExactIndex(dim) if kind == "exact" else HnswIndex(dim))
+                kinds = {"exact": lambda: ExactIndex(dim), "ivf": lambda: IvfIndex(dim),
+                         "auto": lambda: IvfIndex(dim, train_size=AUTO_IVF_FACES)}
+                if self._index_kind not in kinds:
+                    raise GalleryError(f"index must be 'exact', 'ivf' or 'auto', not {self._index_kind!r}")
+                self._search = _LocalSearch(self.store, kinds[self._index_kind]())
         return self._search
 
     def threshold(self) -> float:

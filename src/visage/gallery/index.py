@@ -124,6 +124,10 @@ class ExactIndex:
             self._n = last
         self._centroids = None
 
+    def export(self) -> tuple[np.ndarray, np.ndarray]:
+        """(face ids, vectors) of every face held, as copies."""
+        return self._face_ids[: self._n].copy(), self._vectors[: self._n].copy()
+
     def vectors_of(self, person_id: int) -> np.ndarray:
         """The encodings of one person, (m, dim)."""
         return self._vectors[: self._n][self._person_ids[: self._n] == person_id].copy()
@@ -187,88 +191,110 @@ def _grow(array: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-class HnswIndex:
-    """Approximate nearest-face search with FAISS's HNSW graph, for large galleries.
+class IvfIndex:
+    """Approximate nearest-face search with a FAISS inverted file (IVF-Flat), for large galleries.
 
-    Faces are added to the graph as they come. HNSW cannot delete, so removed faces are hidden
-    from results and the graph is rebuilt only when they pass a quarter of it. ``ef_search``
-    trades speed for recall (measured in ``bench/bench_gallery_scale.py``).
+    The first ``train_size`` faces are searched exactly; then k-means picks about 4·√n cells, every
+    face is filed under its nearest cell, and a query scans only the ``nprobe`` nearest cells.
+    Later faces are filed under the existing cells and removed faces are taken out of their cell,
+    so neither rebuilds the index; it is retrained only when it has grown ``regrow``-fold since training.
+    Recall against exact search and latency are measured in ``bench/bench_gallery_scale.py``.
     """
 
-    def __init__(self, dim: int, m: int = 32, ef_construction: int = 80, ef_search: int = 64):
+    def __init__(self, dim: int, nprobe: int = 16, train_size: int = 20_000, regrow: float = 16.0):
         try:
             import faiss
         except ImportError:
             raise GalleryError("the approximate index needs faiss: pip install faiss-cpu") from None
         self._faiss = faiss
-        self.dim, self.m, self.ef_construction, self.ef_search = dim, m, ef_construction, ef_search
-        self._new_graph()
-        self._face_ids = np.zeros(0, np.int64)
-        self._person_ids = np.zeros(0, np.int64)
-        self._live = np.zeros(0, bool)
-        self._row_of: dict[int, int] = {}
-        self._removed = 0
-
-    def _new_graph(self) -> None:
-        self._graph = self._faiss.IndexHNSWFlat(self.dim, self.m)
-        self._graph.hnsw.efConstruction = self.ef_construction
-        self._graph.hnsw.efSearch = self.ef_search
+        self.dim, self.nprobe, self.train_size, self.regrow = dim, nprobe, train_size, regrow
+        self._exact: ExactIndex | None = ExactIndex(dim)
+        self._ivf = None
+        self._trained_on = 0
+        self._person_of = np.full(1024, -1, np.int64)  # face id → person id (-1: absent)
+        self._n = 0
 
     def __len__(self) -> int:
-        return len(self._row_of)
+        return self._n
+
+    @property
+    def trained(self) -> bool:
+        return self._ivf is not None
 
     @property
     def nbytes(self) -> int:
-        """Approximate memory: vectors plus graph links plus id arrays, in bytes."""
-        n = self._graph.ntotal
-        return n * (self.dim * 4 + 2 * self.m * 4 + 4) + self._face_ids.nbytes * 2 + self._live.nbytes
+        """Memory held: vectors, their ids and the cell centroids, in bytes."""
+        if self._ivf is None:
+            return self._exact.nbytes + self._person_of.nbytes
+        return self._n * (self.dim * 4 + 8) + self._ivf.nlist * self.dim * 4 + self._person_of.nbytes
 
     def add(self, face_ids: np.ndarray, person_ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, self.dim))
+        face_ids = np.asarray(face_ids, np.int64)
         if len(vectors) == 0:
             return
-        start = self._graph.ntotal
-        self._graph.add(vectors)
-        self._face_ids = np.concatenate([self._face_ids, np.asarray(face_ids, np.int64)])
-        self._person_ids = np.concatenate([self._person_ids, np.asarray(person_ids, np.int64)])
-        self._live = np.concatenate([self._live, np.ones(len(vectors), bool)])
-        for i, fid in enumerate(np.asarray(face_ids, np.int64).tolist()):
-            self._row_of[fid] = start + i
+        if face_ids.min() < 0:
+            raise GalleryError("face ids must be non-negative")
+        if face_ids.max() >= len(self._person_of):
+            self._person_of = np.concatenate([self._person_of, np.full(
+                max(int(face_ids.max()) + 1, 2 * len(self._person_of)) - len(self._person_of), -1, np.int64)])
+        self._person_of[face_ids] = np.asarray(person_ids, np.int64)
+        self._n += len(vectors)
+        if self._ivf is None:
+            self._exact.add(face_ids, person_ids, vectors)
+            if len(self._exact) >= self.train_size:
+                self._train(*self._exact.export())
+        else:
+            self._ivf.add_with_ids(vectors, face_ids)
+            if self._n > self.regrow * self._trained_on:
+                self._train(*self._export_ivf())
+
+    def _export_ivf(self) -> tuple[np.ndarray, np.ndarray]:
+        invlists = self._ivf.invlists
+        ids, vecs = [], []
+        for cell in range(self._ivf.nlist):
+            size = invlists.list_size(cell)
+            if size:
+                ids.append(self._faiss.rev_swig_ptr(invlists.get_ids(cell), size).copy())
+                codes = self._faiss.rev_swig_ptr(invlists.get_codes(cell), size * self.dim * 4)
+                vecs.append(np.frombuffer(codes.tobytes(), np.float32).reshape(size, self.dim))
+        return np.concatenate(ids), np.concatenate(vecs)
+
+    def _train(self, face_ids: np.ndarray, vectors: np.ndarray) -> None:
+        n = len(vectors)
+        nlist = int(np.clip(4 * np.sqrt(n), 16, 65_536))
+        quantizer = self._faiss.IndexFlatL2(self.dim)
+        ivf = self._faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss.METRIC_L2)
+        sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
+        ivf.train(np.ascontiguousarray(vectors[sample]))
+        ivf.add_with_ids(np.ascontiguousarray(vectors), np.asarray(face_ids, np.int64))
+        ivf.nprobe = self.nprobe
+        self._ivf, self._quantizer, self._exact, self._trained_on = ivf, quantizer, None, n
 
     def remove(self, face_ids: np.ndarray) -> None:
-        for fid in np.asarray(face_ids, np.int64).tolist():
-            row = self._row_of.pop(fid, None)
-            if row is not None:
-                self._live[row] = False
-                self._removed += 1
-        if self._removed > max(1000, self._graph.ntotal // 4):
-            self._rebuild()
-
-    def _rebuild(self) -> None:
-        keep = np.flatnonzero(self._live)
-        vectors = self._graph.reconstruct_n(0, self._graph.ntotal)[keep]
-        face_ids, person_ids = self._face_ids[keep], self._person_ids[keep]
-        self._new_graph()
-        self._face_ids = np.zeros(0, np.int64)
-        self._person_ids = np.zeros(0, np.int64)
-        self._live = np.zeros(0, bool)
-        self._row_of = {}
-        self._removed = 0
-        self.add(face_ids, person_ids, vectors)
+        face_ids = np.asarray(face_ids, np.int64)
+        face_ids = face_ids[(face_ids >= 0) & (face_ids < len(self._person_of))]
+        face_ids = face_ids[self._person_of[face_ids] >= 0]
+        if len(face_ids) == 0:
+            return
+        self._person_of[face_ids] = -1
+        self._n -= len(face_ids)
+        if self._ivf is None:
+            self._exact.remove(face_ids)
+        else:
+            self._ivf.remove_ids(self._faiss.IDSelectorArray(len(face_ids), self._faiss.swig_ptr(face_ids)))
 
     def search(self, queries: np.ndarray, k: int, match: Match = "nearest") -> list[list[Hit]]:
+        if self._ivf is None:
+            return self._exact.search(queries, k, match)
         if match != "nearest":
             raise GalleryError("the approximate index matches the nearest face only; use index='exact' for 'mean'")
         queries = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
-        if len(self) == 0 or k <= 0:
+        if self._n == 0 or k <= 0:
             return [[] for _ in queries]
-        want = min(self._graph.ntotal, 4 * k + 16 + self._removed)
-        sq, rows = self._graph.search(queries, want)
+        sq, labels = self._ivf.search(queries, min(self._n, 4 * k + 16))
         out = []
-        for sq_row, idx_row in zip(sq, rows):
-            ok = idx_row >= 0
-            idx_row, sq_row = idx_row[ok], sq_row[ok]
-            ok = self._live[idx_row]
-            idx_row, sq_row = idx_row[ok], sq_row[ok]
-            out.append(_top_people(idx_row, sq_row, self._person_ids, k))
+        for sq_row, id_row in zip(sq, labels):
+            ok = id_row >= 0
+            out.append(_top_people(id_row[ok], sq_row[ok], self._person_of, k))
         return out
