@@ -48,6 +48,7 @@ def register(sub) -> None:
     p.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the threshold")
     p.add_argument("--method", choices=["abs", "chi2", "distance"], default="abs",
                    help="what the saved calibration decides with by default (default: abs)")
+    p.add_argument("--folds", type=int, default=10, help="folds of the out-of-fold report (default: 10)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the calibration and report")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run_calibrate)
@@ -90,7 +91,8 @@ def run_calibrate(args) -> int:
     from ..calibrate import calibrate_pairs
 
     cal = calibrate_pairs(args.pairs, args.output, encoder=args.encoder, detector=args.detector,
-                          target_far=args.far, method=args.method, progress=not args.json)
+                          target_far=args.far, method=args.method, folds=args.folds,
+                          progress=not args.json)
     if args.json:
         print(json.dumps(cal.report, indent=2))
         return 0
