@@ -236,7 +236,7 @@ def run_cluster(args) -> int:
     if args.json:
         print(json.dumps({"clusters": len(result.clusters), "faces": result.face_count,
                           "skipped": [{"photo": p, "reason": r} for p, r in result.skipped],
-                          **{k: str(v) for k, v in paths.items()}}, indent=2))
+                          "files": {k: str(v) for k, v in paths.items()}}, indent=2))
     else:
         for photo, reason in result.skipped:
             print(f"skipped {photo}: {reason}", file=sys.stderr)

@@ -3,7 +3,7 @@
 Both take faces in and out one batch at a time, so enrolling or removing a person never rebuilds
 the whole index. Both rank *people*: a person's distance to a probe is the distance to their
 nearest face (``match="nearest"``) or, for the exact index, to the mean of their faces
-(``match="mean"``). Distances are Euclidean, as in :mod:`visage.verify`.
+(``match="mean"``). Distances are Euclidean, as in :mod:`visage.verification`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class ExactIndex:
         self._sq_norms = np.zeros(capacity, np.float32)
         self._face_ids = np.zeros(capacity, np.int64)
         self._person_ids = np.zeros(capacity, np.int64)
-        self._row_of: dict[int, int] = {}
+        self._row_of = np.full(capacity, -1, np.int64)  # face id → row (-1: absent)
         self._n = 0
         # Per-person sums for mean matching, kept up to date on add and remove.
         self._sums: dict[int, np.ndarray] = {}
@@ -96,8 +96,8 @@ class ExactIndex:
         self._sq_norms[rows] = np.einsum("ij,ij->i", vectors, vectors)
         self._face_ids[rows] = face_ids
         self._person_ids[rows] = person_ids
-        for i, fid in enumerate(face_ids.tolist()):
-            self._row_of[fid] = self._n + i
+        self._row_of = _cover(self._row_of, face_ids)
+        self._row_of[face_ids] = np.arange(self._n, self._n + m)
         for pid in np.unique(person_ids).tolist():
             mine = vectors[person_ids == pid].astype(np.float64)
             self._sums[pid] = self._sums.get(pid, np.zeros(self.dim)) + mine.sum(0)
@@ -107,9 +107,10 @@ class ExactIndex:
 
     def remove(self, face_ids: np.ndarray) -> None:
         for fid in np.asarray(face_ids, np.int64).tolist():
-            row = self._row_of.pop(fid, None)
-            if row is None:
+            row = int(self._row_of[fid]) if 0 <= fid < len(self._row_of) else -1
+            if row < 0:
                 continue
+            self._row_of[fid] = -1
             pid = int(self._person_ids[row])
             self._counts[pid] -= 1
             if self._counts[pid] == 0:
@@ -185,6 +186,18 @@ class ExactIndex:
         self._person_ids = _grow(self._person_ids, new)
 
 
+def _cover(lookup: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``lookup`` (id → value, -1 when absent) grown to hold every id in ``ids``."""
+    if len(ids) and (ids.min() < 0 or ids.max() >= 2 ** 40):
+        raise GalleryError("face ids must be between 0 and 2**40")
+    top = int(ids.max()) + 1 if len(ids) else 0
+    if top <= len(lookup):
+        return lookup
+    out = np.full(max(top, 2 * len(lookup)), -1, np.int64)
+    out[: len(lookup)] = lookup
+    return out
+
+
 def _grow(array: np.ndarray, rows: int) -> np.ndarray:
     out = np.zeros((rows,) + array.shape[1:], array.dtype)
     out[: len(array)] = array
@@ -194,7 +207,7 @@ def _grow(array: np.ndarray, rows: int) -> np.ndarray:
 class IvfIndex:
     """Approximate nearest-face search with a FAISS inverted file (IVF-Flat), for large galleries.
 
-    The first ``train_size`` faces are searched exactly; then k-means picks about 4·√n cells, every
+    The first ``train_size`` faces are searched exactly; then k-means picks about √n cells, every
     face is filed under its nearest cell, and a query scans only the ``nprobe`` nearest cells.
     Later faces are filed under the existing cells and removed faces are taken out of their cell,
     so neither rebuilds the index; it is retrained only when it has grown ``regrow``-fold since training.
@@ -233,11 +246,7 @@ class IvfIndex:
         face_ids = np.asarray(face_ids, np.int64)
         if len(vectors) == 0:
             return
-        if face_ids.min() < 0:
-            raise GalleryError("face ids must be non-negative")
-        if face_ids.max() >= len(self._person_of):
-            self._person_of = np.concatenate([self._person_of, np.full(
-                max(int(face_ids.max()) + 1, 2 * len(self._person_of)) - len(self._person_of), -1, np.int64)])
+        self._person_of = _cover(self._person_of, face_ids)
         self._person_of[face_ids] = np.asarray(person_ids, np.int64)
         self._n += len(vectors)
         if self._ivf is None:
@@ -262,10 +271,10 @@ class IvfIndex:
 
     def _train(self, face_ids: np.ndarray, vectors: np.ndarray) -> None:
         n = len(vectors)
-        nlist = int(np.clip(4 * np.sqrt(n), 16, 65_536))
+        nlist = int(np.clip(np.sqrt(n), 16, 65_536))
         quantizer = self._faiss.IndexFlatL2(self.dim)
         ivf = self._faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss.METRIC_L2)
-        sample = np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)
+        sample = np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)
         ivf.train(np.ascontiguousarray(vectors[sample]))
         ivf.add_with_ids(np.ascontiguousarray(vectors), np.asarray(face_ids, np.int64))
         ivf.nprobe = self.nprobe
