@@ -204,7 +204,7 @@ class _Reader:
 
     def take(self, n: int) -> memoryview:
         if self.pos + n > len(self.data):
-            raise self.fail(f"file truncated: needs {n} more bytes, {len(self.data) - self.pos} left")
+            raise self.fail(f"file ends early, truncated or corrupt: needs {n} more bytes, {len(self.data) - self.pos} left")
         view = memoryview(self.data)[self.pos:self.pos + n]
         self.pos += n
         return view
