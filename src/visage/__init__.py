@@ -13,7 +13,12 @@ Submodules import lazily, so ``import visage`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
+
+# PyTorch's OpenMP threads spin while idle; between batches that steals the cores dlib's
+# single-threaded detection needs. Must be set before torch is first imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,8 @@ ENCODERS = {
     "facenet": "visage.encoders.facenet:FaceNetEncoder",
     "dlib-torch": "visage.encoders.dlib_torch:DlibTorchEncoder",
 }
-DEFAULT_ENCODER = "dlib"
+#: dlib's ResNet run by PyTorch: dlib's numbers (to 1e-6), several times faster, batched.
+DEFAULT_ENCODER = "dlib-torch"
 _lock = threading.Lock()
 
 
