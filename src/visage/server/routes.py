@@ -164,7 +164,7 @@ def enroll(request: Request, who: Admin, name: Annotated[str, Form(min_length=1,
             skipped.append((upload_name(photo, f"photo {i + 1}"), str(exc)))
     report = None
     if images:
-        with svc.galleries.borrow() as gallery:
+        with svc.galleries.borrow() as gallery, svc.compute:
             report = gallery.enroll(name, images)
     added = report.added if report else {}
     skipped += report.skipped if report else []
@@ -195,7 +195,7 @@ def identify(request: Request, who: Caller, image: Annotated[UploadFile, File(de
             verdict = liveness.check(img, detector=svc.settings.detector)
         judged = (verdict.evidence.get("face") or {}).get("box")
         check = lambda _img, face: bool(verdict.live) and face.box.to_dict() == judged  # noqa: E731
-    with svc.galleries.borrow() as gallery:
+    with svc.galleries.borrow() as gallery, svc.compute:
         found = gallery.identify(img, top=top, threshold=threshold, liveness=check)
     note(request, faces=len(found), names=[f.name for f in found if f.name],
          live=None if verdict is None else verdict.decision)
@@ -387,7 +387,7 @@ def challenge_verdict(request: Request, who: Caller, challenge_id: str,
             frame = _best_frame(result, len(pixels))
             if frame is not None:
                 size = [int(pixels[frame].shape[1]), int(pixels[frame].shape[0])]
-                with svc.galleries.borrow() as gallery:
+                with svc.galleries.borrow() as gallery, svc.compute:
                     found = gallery.identify(pixels[frame], liveness=lambda _img, _face: result.live is True)
                 faces = [f.to_dict() for f in found[:1]]
     finally:

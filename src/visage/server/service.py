@@ -28,8 +28,10 @@ class Service:
     jobs: JobQueue
     challenges: ChallengeStore
     limiter: RateLimiter
-    #: Bounds face work outside the gallery (detect, encode, verify, liveness) to ``workers`` at once.
-    compute: threading.BoundedSemaphore
+    #: Held for every call into the face models. dlib's networks keep working buffers inside the model
+    #: object, so two threads running one model at once corrupt memory (seen as a crashed process
+    #: under load); requests therefore take turns on the models and overlap only in I/O and decoding.
+    compute: threading.Lock
 
     def close(self) -> None:
         """Stop jobs, wait for gallery writes in flight, close the files."""
@@ -52,5 +54,5 @@ def build_service(settings: ServerSettings) -> Service:
         challenges=ChallengeStore(settings.challenge_seconds, max_open=settings.max_challenges,
                                   max_frames=settings.max_frames),
         limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
-        compute=threading.BoundedSemaphore(settings.workers),
+        compute=threading.Lock(),
     )
