@@ -52,9 +52,6 @@ def inspect_images(
     device, progress).
     """
     target = resolve_model(model)
-    from .images import FaceChips, FolderImages
-    from .patches import _image_set
-
     image_set = image_set_for(target, images, options.pop("image_size", None), options.pop("face_chips", None))
     found = top_patches(target, layers, image_set, **options)
     return write_report(found, out_dir, model_name=target.name, skipped=image_set.skipped)

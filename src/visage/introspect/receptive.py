@@ -145,16 +145,24 @@ class ScriptLeaf(nn.Module):
 class _Tracer(fx.Tracer):
     """Keeps torch.nn layers and TorchScript submodules as single nodes, traces through everything else."""
 
+    def __init__(self, leaf_functions: tuple = ()):
+        super().__init__(autowrap_functions=tuple(leaf_functions))
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, torch.jit.ScriptModule):
             return True
         return super().is_leaf_module(m, qualname)
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """The model's fx graph. Raises VisageError when the forward pass cannot be traced symbolically."""
+def trace(model: nn.Module, leaf_functions: tuple = ()) -> fx.GraphModule:
+    """The model's fx graph. Raises VisageError when the forward pass cannot be traced symbolically.
+
+    ``leaf_functions`` are recorded as single calls instead of being traced through: use them for
+    element-wise combinations written with Python control flow (e.g. adding tensors of unequal size
+    after zero-padding the smaller at the bottom and right).
+    """
     try:
-        graph = _Tracer().trace(model)
+        graph = _Tracer(leaf_functions).trace(model)
     except Exception as exc:  # fx raises many kinds for data-dependent control flow
         raise VisageError(
             f"cannot trace {type(model).__name__} to compute receptive fields ({type(exc).__name__}: {exc}); "
@@ -163,14 +171,15 @@ def trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
-def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224)) -> dict[str, LayerInfo]:
+def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224), leaf_functions: tuple = ()) -> dict[str, LayerInfo]:
     """Every module output of ``model`` that holds image features, with its exact receptive field.
 
     Returns an ordered dict keyed by layer name: the module's qualified name (``layers.conv3_3``,
     ``layer1.0``), with ``@k`` appended for the k-th extra call of a module used several times
     (``layer1.0.relu@1``). Shapes are those for one RGB image of ``input_size`` (height, width).
+    ``leaf_functions`` (see :func:`trace`) combine their inputs element-wise, aligned at the top left.
     """
-    gm = trace(model)
+    gm = trace(model, leaf_functions)
     _propagate_shapes(gm, model, input_size)
     fields: dict[fx.Node, ReceptiveField | str | None] = {}
     bounds: set[fx.Node] = set()  # nodes whose field is only a bound for some channels
@@ -182,7 +191,7 @@ def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224)) -> dict[
         elif node.op in ("get_attr", "output"):
             fields[node] = None
         else:
-            fields[node] = _node_field(gm, node, fields)
+            fields[node] = _node_field(gm, node, fields, leaf_functions)
             if _is_bound(gm, node, fields, bounds):
                 bounds.add(node)
 
@@ -244,7 +253,7 @@ _UNSUPPORTED = {"ConvTranspose2d", "Upsample", "UpsamplingNearest2d", "Upsamplin
                 "AvgPool1d", "AvgPool3d", "FractionalMaxPool2d"}
 
 
-def _node_field(gm: fx.GraphModule, node: fx.Node, fields: dict) -> ReceptiveField | str | None:
+def _node_field(gm: fx.GraphModule, node: fx.Node, fields: dict, leaf_functions: tuple = ()) -> ReceptiveField | str | None:
     """The receptive field of one node's output; a string says why there is none."""
     inputs = [a for a in node.all_input_nodes if fields.get(a) is not None]
     if not inputs:
@@ -254,6 +263,8 @@ def _node_field(gm: fx.GraphModule, node: fx.Node, fields: dict) -> ReceptiveFie
             return fields[a]
     source = fields[node.args[0]] if node.args and isinstance(node.args[0], fx.Node) else None
 
+    if node.op == "call_function" and node.target in leaf_functions:
+        return _union(node, inputs, fields)
     if node.op == "call_module":
         module = gm.get_submodule(node.target)
         name = _class_name(module)
@@ -300,7 +311,8 @@ def _node_field(gm: fx.GraphModule, node: fx.Node, fields: dict) -> ReceptiveFie
 def _is_bound(gm: fx.GraphModule, node: fx.Node, fields: dict, bounds: set) -> bool:
     """Whether some channels of ``node`` see less than its field: true from a concatenation of
     branches with different fields until an operation mixes all channels again."""
-    if not isinstance(fields.get(node), ReceptiveField):
+    field = fields.get(node)
+    if not isinstance(field, ReceptiveField) or field.whole_image:
         return False
     inputs = [a for a in node.all_input_nodes if isinstance(fields.get(a), ReceptiveField)]
     if node.op == "call_function" and node.target in (torch.cat, torch.concat, torch.concatenate):
@@ -313,6 +325,9 @@ def _is_bound(gm: fx.GraphModule, node: fx.Node, fields: dict, bounds: set) -> b
             return False
     if node.op == "call_function" and node.target in (F.conv2d, torch.conv2d, F.linear) and _arg(node, 6, "groups", 1) == 1:
         return False
+    # An element-wise sum is exact when one exact input already spans the whole field.
+    if any(a not in bounds and fields[a] == field for a in inputs):
+        return False
     return any(a in bounds for a in inputs)
 
 
@@ -323,13 +338,8 @@ def _pointwise(node: fx.Node, inputs: list[fx.Node], fields: dict) -> ReceptiveF
     unknown operation that changes the grid in any other way has no known field.
     """
     out = _shape(node)
-    union = fields[inputs[0]]
-    for a in inputs[1:]:
-        try:
-            union = union.union(fields[a])
-        except ValueError as exc:
-            return f"{node.name}: {exc}"
-    if out is None:
+    union = _union(node, inputs, fields)
+    if isinstance(union, str) or out is None:
         return union
     grids = {_shape(a)[2:] for a in inputs if _shape(a) is not None and len(_shape(a)) == 4}
     if len(out) == 4 and grids and all(g == out[2:] for g in grids):
@@ -339,6 +349,16 @@ def _pointwise(node: fx.Node, inputs: list[fx.Node], fields: dict) -> ReceptiveF
     if not grids:
         return union
     return f"{node.name} ({node.op} {getattr(node.target, '__name__', node.target)}) changes the feature grid"
+
+
+def _union(node: fx.Node, inputs: list[fx.Node], fields: dict) -> ReceptiveField | str:
+    union = fields[inputs[0]]
+    for a in inputs[1:]:
+        try:
+            union = union.union(fields[a])
+        except ValueError as exc:
+            return f"{node.name}: {exc}"
+    return union
 
 
 def _arg(node: fx.Node, index: int, name: str, default=None):

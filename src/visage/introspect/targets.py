@@ -38,6 +38,8 @@ class Inspectable:
     input_size: tuple[int, int] = (224, 224)
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
     encoder: object | None = None
+    #: Functions fx records as one element-wise call (see :func:`visage.introspect.receptive.trace`).
+    leaf_functions: tuple = ()
     _layers: dict[str, LayerInfo] | None = field(default=None, repr=False)
 
     def net_input(self, rgb01: torch.Tensor) -> torch.Tensor:
@@ -47,7 +49,7 @@ class Inspectable:
     def layers(self) -> dict[str, LayerInfo]:
         """Every layer with image features, in forward order, with its receptive field (computed once)."""
         if self._layers is None:
-            self._layers = analyse(self.net, self.input_size)
+            self._layers = analyse(self.net, self.input_size, self.leaf_functions)
         return self._layers
 
     def layer(self, name: str) -> LayerInfo:
@@ -160,7 +162,31 @@ def _encoder_target(name: str) -> Inspectable:
         torch_encoders = [n for n in ENCODERS if n != name]
         raise VisageError(f"encoder {name!r} does not run in PyTorch, so its units cannot be hooked; "
                           f"inspect a PyTorch encoder ({', '.join(torch_encoders) or 'none installed'}) instead")
-    return Inspectable(name, _ready(net), _chip_size(encoder), getattr(encoder, "net_input", None), encoder)
+    preprocess = getattr(encoder, "net_input", None) or _encoder_input(name)
+    return Inspectable(name, _ready(net), _chip_size(encoder), preprocess, encoder, _leaf_functions(net))
+
+
+def _encoder_input(name: str) -> nn.Module | None:
+    """How the known encoders' networks want their input, from RGB in [0, 1].
+
+    An encoder can instead say it itself with a ``net_input(rgb01)`` method.
+    """
+    if name == "dlib-torch":
+        return Normalize((0.0, 0.0, 0.0), (1 / 255,) * 3)  # the net takes RGB 0–255 and centres it itself
+    if name == "facenet":
+        from ..encoders.facenet import PIXEL_MEAN, PIXEL_SCALE
+
+        return Normalize((PIXEL_MEAN / 255,) * 3, (1 / (PIXEL_SCALE * 255),) * 3)
+    return None
+
+
+def _leaf_functions(net: nn.Module) -> tuple:
+    """Element-wise helpers written with Python control flow, which fx must not trace into."""
+    import importlib
+
+    module = importlib.import_module(type(net).__module__)
+    add_padded = getattr(module, "add_padded", None)  # dlib's residual sum over unequal sizes
+    return (add_padded,) if callable(add_padded) else ()
 
 
 def _chip_size(encoder) -> tuple[int, int]:
