@@ -10,7 +10,7 @@ const prompt = $("prompt");
 // How the live check records: frames a second, long side of each frame, seconds per action.
 const FPS = 10;
 const FRAME_SIDE = 480;
-const ACTION_SECONDS = 2.5;
+const ACTION_SECONDS = 2.0;
 const BATCH = 5;
 const ACTION_TEXT = {
   turn_left: "Turn your head to your left",
