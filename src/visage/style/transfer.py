@@ -44,7 +44,7 @@ class StyleSettings:
 
     size: int = 512
     content_weight: float = 1.0
-    style_weight: float = 1e4
+    style_weight: float = 1.0
     tv_weight: float = 0.0
     #: {layer: λ_l}; None means :data:`DEFAULT_STYLE_LAYERS` weighted 1/n_C², summing to 1.
     style_layers: dict[str, float] | None = None
@@ -64,6 +64,8 @@ class StyleSettings:
     preserve_color: bool = False
     #: Style images are resized to style_scale × the working size (long side).
     style_scale: float = 1.0
+    #: Or a fixed long side for the style images at every level (overrides style_scale).
+    style_size: int | None = None
     network: str = "auto"
     device: str = "cpu"
     threads: int | None = None
@@ -90,6 +92,8 @@ class StyleSettings:
             raise VisageError(f"steps must be at least 1, not {self.steps}")
         if not 0.05 <= self.style_scale <= 4:
             raise VisageError(f"style_scale must be between 0.05 and 4, not {self.style_scale}")
+        if self.style_size is not None and not MIN_SIZE <= self.style_size <= MAX_SIZE:
+            raise VisageError(f"style_size must be from {MIN_SIZE} to {MAX_SIZE} pixels, not {self.style_size}")
         if self.style_layers is not None:
             if not self.style_layers:
                 raise VisageError("style_layers is empty")
@@ -275,7 +279,7 @@ class _Targets:
 
 def _targets(net, content_t, style_pxs, blend, size, layer_weights, settings) -> _Targets:
     """Content activations and blended style Gram matrices at this size, without autograd."""
-    style_size = max(MIN_SIZE, round(size * settings.style_scale))
+    style_size = settings.style_size or max(MIN_SIZE, round(size * settings.style_scale))
     with torch.no_grad():
         content_act = extract(net, content_t, [settings.content_layer])[settings.content_layer]
         grams: dict[str, torch.Tensor] = {}

@@ -1,0 +1,122 @@
+"""Fast style networks (Johnson et al.): training on a tiny generated set, saving, reloading, video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from visage.cli import main
+from visage.errors import VisageError
+from visage.style.fast import (FastStyleSettings, StyleModel, TransformerNet, iter_video_frames, load_style_model,
+                               train_style_model)
+
+NET = "vgg16-hed"
+
+
+def _scenes(folder, n: int = 4, size: int = 48) -> None:
+    """Write ``n`` small generated 'photos' (gradients with a disc at different places) to ``folder``."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        cx, cy = rng.uniform(0.2, 0.8, 2)
+        disc = ((x - cx) ** 2 + (y - cy) ** 2 < 0.04).astype(float)
+        rgb = np.stack([x, y * (1 - disc) + disc, 0.3 + 0.5 * disc], 2)
+        PILImage.fromarray((rgb * 255).astype(np.uint8)).save(folder / f"scene{i}.png")
+
+
+def _stripes(size: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    palette = np.array([[220, 40, 30], [250, 210, 20], [20, 40, 160]], dtype=np.uint8)
+    return palette[((x + y) // 6) % 3]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    _scenes(folder)
+    settings = FastStyleSettings(image_size=32, batch_size=2, epochs=100, max_steps=30, lr=5e-3, width=8,
+                                 n_residual=2, network=NET, style_weight=10.0)
+    return train_style_model(_stripes(), folder, settings, progress=False), folder
+
+
+def test_training_loss_falls(trained):
+    model, _ = trained
+    totals = [e["total"] for e in model.history]
+    assert len(totals) == 30
+    assert np.mean(totals[-5:]) < 0.5 * np.mean(totals[:5]), (totals[:5], totals[-5:])
+
+
+def test_saved_model_reloads_and_gives_the_same_output(trained, tmp_path):
+    model, folder = trained
+    path = model.save(tmp_path / "stripes.pt")
+    again = load_style_model(path)
+    assert again.style == model.style and again.feature_network == "vgg16-hed"
+    image = folder / "scene1.png"
+    first, second = model.apply(image), again.apply(image)
+    assert first.shape == (48, 48, 3)
+    assert np.array_equal(first, second)
+    assert model.apply(image, size=40).shape == (40, 40, 3)
+
+
+def test_transformer_keeps_odd_sizes():
+    net = TransformerNet(width=4, n_residual=1)
+    assert net(torch.rand(1, 3, 29, 35)).shape == (1, 3, 29, 35)
+
+
+def test_video_frames_are_stylised(trained, tmp_path):
+    import cv2
+
+    model, _ = trained
+    source = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10, (40, 32))
+    for i in range(5):
+        frame = np.full((32, 40, 3), 40 * i, np.uint8)
+        frame[8:24, 4 * i:4 * i + 12] = (0, 200, 255)
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "styled.mp4"
+    assert model.stylize_video(source, out, progress=False) == 5
+    frames = list(iter_video_frames(out))
+    assert len(frames) == 5 and frames[0].shape == (32, 40, 3)
+
+
+def test_bad_model_files(tmp_path):
+    with pytest.raises(VisageError, match="no such style model"):
+        load_style_model(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a model")
+    with pytest.raises(VisageError, match="not a visage style model"):
+        load_style_model(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(VisageError, match="not a visage style model"):
+        load_style_model(other)
+
+
+def test_bad_training_inputs(tmp_path):
+    with pytest.raises(VisageError, match="not a folder"):
+        train_style_model(_stripes(), tmp_path / "nowhere", progress=False)
+    with pytest.raises(VisageError, match="holds no images"):
+        train_style_model(_stripes(), tmp_path, progress=False)
+    _scenes(tmp_path, n=1)
+    with pytest.raises(VisageError, match="no such file"):
+        train_style_model(tmp_path / "style.jpg", tmp_path, progress=False)
+
+
+def test_cli_train_then_apply(tmp_path, capsys):
+    images = tmp_path / "photos"
+    images.mkdir()
+    _scenes(images, n=2)
+    style = tmp_path / "style.png"
+    PILImage.fromarray(_stripes()).save(style)
+    model = tmp_path / "style.pt"
+    assert main(["style-train", str(style), "--images", str(images), "-o", str(model), "--image-size", "32",
+                 "--batch-size", "2", "--max-steps", "2", "--width", "4", "--network", NET, "--quiet"]) == 0
+    out = tmp_path / "out.png"
+    assert main(["style", "--model", str(model), str(images / "scene0.png"), "-o", str(out)]) == 0
+    with PILImage.open(out) as img:
+        assert img.size == (48, 48) and img.text["visage:network"] == "vgg16-hed"
+    assert main(["style", "--model", str(tmp_path / "nope.pt"), str(images / "scene0.png"), "-o", str(out)]) == 2
+    assert "no such style model" in capsys.readouterr().err
