@@ -123,6 +123,9 @@ def main() -> None:
             correct, gd, imp = evaluate(dev.labels, vectors, m, rule, args.splits, None)
             name = {"nearest": "visage_nearest", "mean": "visage_mean", "peer": "face_recognition"}[rule]
             row[name] = summary(correct, gd, imp, t)
+            row[name]["at_thresholds"] = {f"{s:.2f}": {"dir": round(float(np.mean(correct & (gd <= s))), 4),
+                                                       "far": round(float(np.mean(imp <= s)), 4)}
+                                          for s in (0.45, 0.5, 0.55, 0.6)}
             sweep = np.linspace(0.3, 0.8, 101)
             curves[(m, name)] = ([float(np.mean(imp <= s)) for s in sweep],
                                  [float(np.mean(correct & (gd <= s))) for s in sweep])
@@ -165,6 +168,10 @@ def main() -> None:
     print(f"one-shot FAR ratio visage/face_recognition: "
           f"{one['visage_nearest']['far_at_threshold'] / max(one['face_recognition']['far_at_threshold'], 1e-9):.2f}; "
           f"DIR ratio {one['visage_nearest']['dir_at_threshold'] / max(one['face_recognition']['dir_at_threshold'], 1e-9):.2f}")
+    for m in ("1", "3"):
+        sweep = results["by_enrolled_photos"][m]["visage_nearest"]["at_thresholds"]
+        print(f"visage nearest, {m} photo(s): " + ", ".join(f"t={k}: DIR {v['dir']:.3f} FAR {v['far']:.3f}"
+                                                            for k, v in sweep.items()))
     print(f"chosen rule for several photos: {results['chosen_rule']} ({results['rule_scores_dir_minus_far']})")
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

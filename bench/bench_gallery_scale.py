@@ -15,7 +15,8 @@ Measures top-1 latency (p50, p99, one query at a time), recall@1 against exact s
 against the truth, build time, and memory (the index's arrays and the process's RSS growth).
 ``--store`` also times the SQLite store at each size: bulk filling, the commit of one more
 enrolled person, and a cold start (a new process's first search loads every encoding).
-Writes bench/results/gallery_scale.json.
+Writes bench/results/gallery_scale.json. On a shared machine run it with OPENBLAS_NUM_THREADS=1:
+a contended multi-threaded BLAS makes one small matrix-vector product ten times slower.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -127,7 +129,9 @@ def main() -> None:
     planted = vecs[first]
     probes = vecs[probe_rows]
     truth = [identities.index(labels[i]) for i in probe_rows]
-    results = {"machine": platform.platform(), "threads": args.threads, "planted": len(planted),
+    results = {"machine": platform.platform(), "threads": args.threads,
+               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+               "load_average_at_start": os.getloadavg()[0], "planted": len(planted),
                "probes": len(probes), "encode_s_per_photo": round(dev.visage_s_per_photo, 4), "sizes": {}}
     rng = np.random.default_rng(0)
     for n in args.sizes:

@@ -315,3 +315,16 @@ def test_default_gallery_location_follows_visage_home(monkeypatch, tmp_path):
     assert default_gallery_path() == tmp_path / "gallery.db"
     monkeypatch.delenv("VISAGE_HOME")
     assert default_gallery_path() == Path.home() / ".local/share/visage/gallery.db"
+
+
+def test_cli_switches_backend_by_location_only(shared_data, tmp_path, capsys):
+    pytest.importorskip("milvus_lite")
+    gallery = ["--gallery", f"milvus-lite:{tmp_path / 'people.db'}"]
+    assert cli(["enroll", "Powell", str(lfw(shared_data, "Colin_Powell", 1)), *gallery]) == 0
+    assert cli(["identify", str(lfw(shared_data, "Colin_Powell", 2)), "--json", *gallery]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["faces"][0]["name"] == "Powell"
+    assert cli(["gallery", "info", "--json", *gallery]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["encoder"] == "dlib-resnet-v1" and info["faces"] == 1
+    assert cli(["gallery", "audit", "--json", *gallery]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["operation"] == "identify"

@@ -103,6 +103,8 @@ class Gallery:
         self._index_kind = index
         self._search = None
         self._encoder = None
+        self._bound: tuple[str, int] | None = None
+        self._calibrations: dict = {}
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> "Gallery":
@@ -122,8 +124,21 @@ class Gallery:
             self._encoder = get_encoder(self.encoder_key)
         return self._encoder
 
+    def _bound_encoder(self) -> tuple[str, int] | None:
+        """(encoder name, dim) the store holds; remembered once set, since it never changes after."""
+        if self._bound is None:
+            self._bound = self.store.encoder()
+        return self._bound
+
+    def _calibration(self, encoder_name: str):
+        from ..verification import default_calibration
+
+        if encoder_name not in self._calibrations:
+            self._calibrations[encoder_name] = default_calibration(encoder_name)
+        return self._calibrations[encoder_name]
+
     def _check_encoder(self) -> None:
-        bound = self.store.encoder()
+        bound = self._bound_encoder()
         if bound is not None and bound != (self.encoder.name, self.encoder.dim):
             raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d), not "
                                f"{self.encoder.name} ({self.encoder.dim}-d); use the encoder that made it")
@@ -242,7 +257,7 @@ class Gallery:
             if backend_search is not None:
                 self._search = backend_search()
             else:
-                bound = self.store.encoder()
+                bound = self._bound_encoder()
                 dim = bound[1] if bound else self.encoder.dim
                 kinds = {"exact": lambda: ExactIndex(dim), "ivf": lambda: IvfIndex(dim),
                          "auto": lambda: IvfIndex(dim, train_size=AUTO_IVF_FACES)}
@@ -253,23 +268,19 @@ class Gallery:
 
     def threshold(self) -> float:
         """The decision threshold: the shipped calibration of this gallery's encoder."""
-        from ..verification import default_calibration
-
-        return default_calibration(self.encoder.name).threshold
+        return self._calibration(self.encoder.name).threshold
 
     def search(self, encodings: np.ndarray, *, top: int = 5, threshold: float | None = None,
                match: Match = DEFAULT_MATCH) -> list[Identification]:
         """Identify precomputed encodings, (n, dim). Returns one :class:`Identification` per row
         (``box`` None), with up to ``top`` candidates nearest first."""
-        from ..verification import default_calibration
-
         encodings = np.asarray(encodings, np.float32)
         if encodings.ndim == 1:
             encodings = encodings[None, :]
-        bound = self.store.encoder()
+        bound = self._bound_encoder()
         if bound is not None and encodings.shape[1] != bound[1]:
             raise GalleryError(f"probe encodings have {encodings.shape[1]} values, the gallery holds {bound[1]}")
-        calibration = default_calibration(bound[0] if bound else self.encoder.name)
+        calibration = self._calibration(bound[0] if bound else self.encoder.name)
         t = calibration.threshold if threshold is None else float(threshold)
         out = []
         hits_per_row = self._searcher().search(encodings, max(top, 1), match) if bound else [[] for _ in encodings]
@@ -319,7 +330,6 @@ class Gallery:
         person's nearest face is within the threshold, else None.
         """
         from ..api import encode
-        from ..verification import default_calibration
 
         self._check_encoder()
         faces = self.store.faces(name)
@@ -327,7 +337,7 @@ class Gallery:
         found = encode(img, which="largest", detector=self.detector, encoder=self.encoder_key)
         if not found:
             raise VisageError(f"{img.name}: no face found")
-        calibration = default_calibration(self.encoder.name)
+        calibration = self._calibration(self.encoder.name)
         t = calibration.threshold if threshold is None else float(threshold)
         stored = np.stack([f.record.encoding for f in faces]).astype(np.float64)
         d = float(np.min(np.linalg.norm(stored - found[0].encoding.astype(np.float64), axis=1)))

@@ -70,9 +70,7 @@ class ExactIndex:
         self._person_ids = np.zeros(capacity, np.int64)
         self._row_of = np.full(capacity, -1, np.int64)  # face id → row (-1: absent)
         self._n = 0
-        # Per-person sums for mean matching, kept up to date on add and remove.
-        self._sums: dict[int, np.ndarray] = {}
-        self._counts: dict[int, int] = {}
+        # Per-person means for mean matching: computed on the first such search after a change.
         self._centroids: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -98,10 +96,6 @@ class ExactIndex:
         self._person_ids[rows] = person_ids
         self._row_of = _cover(self._row_of, face_ids)
         self._row_of[face_ids] = np.arange(self._n, self._n + m)
-        for pid in np.unique(person_ids).tolist():
-            mine = vectors[person_ids == pid].astype(np.float64)
-            self._sums[pid] = self._sums.get(pid, np.zeros(self.dim)) + mine.sum(0)
-            self._counts[pid] = self._counts.get(pid, 0) + len(mine)
         self._n += m
         self._centroids = None
 
@@ -111,12 +105,6 @@ class ExactIndex:
             if row < 0:
                 continue
             self._row_of[fid] = -1
-            pid = int(self._person_ids[row])
-            self._counts[pid] -= 1
-            if self._counts[pid] == 0:
-                del self._counts[pid], self._sums[pid]
-            else:
-                self._sums[pid] -= self._vectors[row]
             last = self._n - 1
             if row != last:
                 for arr in (self._vectors, self._sq_norms, self._face_ids, self._person_ids):
@@ -163,8 +151,10 @@ class ExactIndex:
 
     def _search_means(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         if self._centroids is None:
-            pids = np.fromiter(self._sums, np.int64, len(self._sums))
-            means = np.stack([self._sums[p] / self._counts[p] for p in pids.tolist()]).astype(np.float32)
+            pids, slot = np.unique(self._person_ids[: self._n], return_inverse=True)
+            sums = np.zeros((len(pids), self.dim))
+            np.add.at(sums, slot, self._vectors[: self._n])
+            means = (sums / np.bincount(slot)[:, None]).astype(np.float32)
             self._centroids = (pids, means)
         pids, means = self._centroids
         sq = (np.einsum("ij,ij->i", means, means)[None, :] + np.einsum("ij,ij->i", queries, queries)[:, None]
