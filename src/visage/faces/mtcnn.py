@@ -54,6 +54,8 @@ class MtcnnDetector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 2
         options.inter_op_num_threads = 1
+        # The nets are small: waiting threads should sleep, not spin, on a shared machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._sessions = {}
         for stage in ("pnet", "rnet", "onet"):
             path = model_path(f"mtcnn_{stage}")
