@@ -173,3 +173,24 @@ def test_corrupt_installed_graph_fails_its_checksum(tmp_path, monkeypatch):
     target.write_bytes(b"corrupt")
     with pytest.raises(ModelError, match="sha256"):
         load_facenet()
+
+
+def test_module_fine_tunes_and_train_mode_keeps_pretrained_outputs(facenet):
+    """BN is folded into the convs, so train() changes nothing but dropout and the bottleneck BN."""
+    from visage.encoders.facenet import standardise
+    from visage.nets.inception_resnet_v1 import InceptionResnetV1
+
+    net = InceptionResnetV1(dropout=0.0)
+    net.load_state_dict(facenet.net.state_dict())  # a copy: the shared encoder stays untouched
+    x = standardise(np.stack([generated_face_image(), generated_face_image()[:, ::-1]]))
+    net.eval()
+    with torch.no_grad():
+        expected = net(x)
+    net.train()
+    net.bottleneck_bn.eval()  # keep its running statistics, as a fine-tune on small batches would
+    out = net(x)
+    assert torch.allclose(out, expected, atol=1e-5)
+    loss = (out[0] - out[1]).pow(2).sum()
+    loss.backward()
+    assert net.conv2d_1a_3x3.conv.weight.grad.abs().sum() > 0
+    assert net.bottleneck.weight.grad.abs().sum() > 0
