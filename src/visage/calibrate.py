@@ -83,7 +83,8 @@ def fit_pair_head(a: np.ndarray, b: np.ndarray, same: np.ndarray, feature: str =
 def distance_threshold_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> float:
     """The largest distance threshold (accept ``d <= t``) whose FAR on these pairs is at most ``far``.
 
-    It lies halfway between the last accepted and the first rejected different-person distance.
+    It lies halfway between the first different-person distance that must be rejected and the
+    largest distance below it (of either kind), leaving a margin on both sides for unseen pairs.
     """
     d = np.asarray(distances, np.float64)
     y = np.asarray(same, bool)
@@ -93,8 +94,8 @@ def distance_threshold_at_far(distances: np.ndarray, same: np.ndarray, far: floa
     if allowed >= len(impostors):
         return float(impostors[-1] + 1e-6)
     upper = impostors[allowed]
-    lower = impostors[allowed - 1] if allowed > 0 else min(float(d.min()), upper) - 1e-6
-    # Halfway between, but never past the closest same-person distances beyond what FAR allows.
+    below = d[d < upper]
+    lower = float(below.max()) if below.size else upper - 1e-6
     return float((lower + upper) / 2)
 
 
@@ -307,7 +308,7 @@ def embed_pairs(tsv: str | Path, encoder: str = "dlib", detector: str = "hog", p
     ``encoder`` is a registered name or a trained ``.pt`` model. Pairs where either photo has no
     face are dropped (and counted).
     """
-    from .encoders import get_encoder
+    from .encoders import ENCODERS, get_encoder
     from .pairs import load_pairs
     from .train.data import encode_images
 
@@ -316,7 +317,7 @@ def embed_pairs(tsv: str | Path, encoder: str = "dlib", detector: str = "hog", p
     kept = [p for p in pairs if vectors[p.a] is not None and vectors[p.b] is not None]
     if not kept:
         raise VisageError(f"{tsv}: no pair with a face in both photos")
-    name = encoder if encoder.endswith(".pt") else get_encoder(encoder).name
+    name = get_encoder(encoder).name if encoder in ENCODERS else Path(encoder).name
     return PairEmbeddings(np.stack([vectors[p.a] for p in kept]), np.stack([vectors[p.b] for p in kept]),
                           np.array([p.same for p in kept]), len(pairs) - len(kept), name,
                           [(p.a, p.b) for p in kept])

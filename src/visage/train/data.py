@@ -245,8 +245,10 @@ def encode_images(paths: Sequence[str | Path], encoder: str = "dlib", detector: 
     """
     from tqdm import tqdm
 
+    from ..encoders import ENCODERS
+
     unique = list(dict.fromkeys(Path(p) for p in paths))
-    if encoder.endswith(".pt") or Path(encoder).is_file():
+    if encoder not in ENCODERS and (encoder.endswith(".pt") or Path(encoder).is_file()):
         from .trained import load_trained_encoder
 
         trained = load_trained_encoder(encoder)

@@ -9,7 +9,6 @@ the inputs for the chosen mode, train, and save the best model.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
