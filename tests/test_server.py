@@ -291,6 +291,7 @@ def test_audit_log_says_who_asked_what_without_biometrics(server, photos, caplog
     assert by_path["/v1/encode"][0]["key_name"] == "door 1" and by_path["/v1/encode"][0]["summary"] == {"faces": 1}
     assert any(e["status"] == 401 and e["key_name"] is None for e in entries)
     assert any(e["status"] == 403 and e["key_name"] == "door 1" for e in entries)
+    assert any(e["status"] == 413 and e["path"] == "/v1/detect" for e in entries)  # refused uploads too
     state = server["settings"].state_path()
     dump = "\n".join(sqlite3.connect(state).iterdump())
     logs = caplog.text
@@ -338,8 +339,8 @@ def test_liveness_on_a_video_with_a_challenge(server, photos, passive_model, tmp
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["evidence"]["frames"]["total"] == 14 and body["source"] == "print.avi"
-    assert body["live"] is False  # a still photo cannot answer the challenge
-    assert body["evidence"]["challenge"]["passed"] is False
+    # A still photo cannot answer the challenge (the fused verdict is the liveness module's to give).
+    assert body["evidence"]["challenge"]["passed"] is False and body["evidence"]["challenge"]["llr"] < 0
     garbage = server["client"].post("/v1/liveness", headers=server["user"],
                                     files={"media": ("clip.mp4", b"\0" * 5000, "video/mp4")})
     assert garbage.status_code == 400 and "clip.mp4" in garbage.json()["detail"]
@@ -366,7 +367,8 @@ def test_challenge_flow(server, photos, passive_model):
     verdict = client.post(f"/v1/liveness/challenges/{cid}/verdict", headers=server["user"])
     assert verdict.status_code == 200, verdict.text
     body = verdict.json()
-    assert body["liveness"]["live"] is False and body["liveness"]["evidence"]["challenge"]["passed"] is False
+    assert body["liveness"]["evidence"]["challenge"]["passed"] is False
+    assert body["passed"] is False and body["admitted"] is False
     assert body["liveness"]["evidence"]["frames"]["fps"] == pytest.approx(10.0)
     assert len(body["faces"]) == 1 and body["faces"][0]["box"] and body["faces"][0]["name"] is None
     plain = post_image(server, "/v1/identify", frame).json()["faces"][0]

@@ -171,9 +171,11 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    # The last added runs first: security headers on every answer, then the audit row (refusals
+    # included), then the size limit before anything reads the body.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(AuditMiddleware, service=service)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app
 
 

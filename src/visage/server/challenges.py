@@ -73,12 +73,21 @@ class ChallengeStore:
     def add_frames(self, challenge: Challenge, frames: list[bytes], times: list[float]) -> int:
         """Append frames (already checked as images); returns how many the challenge now holds."""
         with self._lock:
+            if challenge.busy:
+                raise ChallengeError("this challenge is being judged and takes no more frames")
             if len(challenge.frames) + len(frames) > self.max_frames:
                 raise ChallengeError(f"a challenge takes at most {self.max_frames} frames; "
                                      f"it has {len(challenge.frames)} and {len(frames)} more were sent")
             challenge.frames.extend(frames)
             challenge.times.extend(times)
             return len(challenge.frames)
+
+    def claim(self, challenge: Challenge) -> None:
+        """Mark a challenge as being judged (once only); raises ChallengeError if it already is."""
+        with self._lock:
+            if challenge.busy:
+                raise ChallengeError("this challenge is already being judged")
+            challenge.busy = True
 
     def close(self, challenge: Challenge) -> None:
         """Forget a challenge (it is answered once)."""

@@ -367,14 +367,13 @@ def challenge_verdict(request: Request, who: Caller, challenge_id: str,
                       identify: Annotated[bool, Query(description="also identify the face, named only if live")] = True):
     """Judge the frames against the challenge; with ``identify``, say who the live face is.
 
-    A challenge is answered once: afterwards its id is unknown."""
+    ``admitted`` is true only when the liveness check says live *and* the actions were done in the
+    asked order; only then is the face named. A challenge is answered once: afterwards its id is unknown."""
     from .. import liveness
 
     svc = service(request)
     challenge = svc.challenges.get(challenge_id, who.key_id)
-    if challenge.busy:
-        raise VisageError("this challenge is already being judged")
-    challenge.busy = True
+    svc.challenges.claim(challenge)
     try:
         if not challenge.frames:
             raise VisageError("no frames were sent for this challenge")
@@ -382,20 +381,24 @@ def challenge_verdict(request: Request, who: Caller, challenge_id: str,
         with svc.compute:
             result = liveness.check(pixels, challenge=challenge.actions, fps=challenge.fps(),
                                     detector=svc.settings.detector)
+        # A random challenge is the part a recording cannot answer, so failing it refuses entry
+        # whatever the other cues say (the fused score alone can outvote it).
+        passed = bool((result.evidence.get("challenge") or {}).get("passed"))
+        admitted = result.live is True and passed
         faces, frame, size = [], None, None
         if identify:
             frame = _best_frame(result, len(pixels))
             if frame is not None:
                 size = [int(pixels[frame].shape[1]), int(pixels[frame].shape[0])]
                 with svc.galleries.borrow() as gallery, svc.compute:
-                    found = gallery.identify(pixels[frame], liveness=lambda _img, _face: result.live is True)
+                    found = gallery.identify(pixels[frame], liveness=lambda _img, _face: admitted)
                 faces = [f.to_dict() for f in found[:1]]
     finally:
         svc.challenges.close(challenge)
-    note(request, challenge=challenge.id, decision=result.decision,
+    note(request, challenge=challenge.id, decision=result.decision, passed=passed, admitted=admitted,
          names=[f["name"] for f in faces if f["name"]])
-    return {"id": challenge.id, "actions": challenge.actions, "liveness": _named(result, "challenge").to_dict(),
-            "frame": frame, "frame_size": size, "faces": faces}
+    return {"id": challenge.id, "actions": challenge.actions, "passed": passed, "admitted": admitted,
+            "liveness": _named(result, "challenge").to_dict(), "frame": frame, "frame_size": size, "faces": faces}
 
 
 def _frame(svc: Service, blob: bytes, index: int):

@@ -149,6 +149,8 @@ class ChallengeFrames(BaseModel):
 class ChallengeResult(BaseModel):
     id: str
     actions: list[str]
+    passed: bool = Field(..., description="the actions were done in the asked order")
+    admitted: bool = Field(..., description="live and passed: only then is the face named")
     liveness: Liveness
     frame: int | None = Field(None, description="index of the frame the faces were identified in")
     frame_size: list[int] | None = Field(None, description="[width, height] of that frame")

@@ -91,7 +91,7 @@ function drawFaces(faces, frameWidth, liveText) {
   ctx.textBaseline = "bottom";
   for (const face of faces) {
     if (!face.box) continue;
-    const ok = face.name && face.live !== false;
+    const ok = Boolean(face.name) && face.live !== false;
     const colour = ok ? "#22c55e" : "#ef4444";
     const x = face.box.left * k, y = face.box.top * k;
     const w = (face.box.right - face.box.left) * k, h = (face.box.bottom - face.box.top) * k;
@@ -219,13 +219,15 @@ $("live-check").addEventListener("click", async () => {
 
 function showVerdict(verdict, frameWidth) {
   const live = verdict.liveness;
-  const liveText = live.decision;
+  // Entry needs both: a live face and the actions done in the order asked.
+  const liveText = verdict.admitted ? "live" : (verdict.passed ? live.decision : "challenge failed");
   const width = verdict.frame_size ? verdict.frame_size[0] : frameWidth;
   drawFaces(verdict.faces, width, liveText);
   const who = verdict.faces.length ? describe(verdict.faces) : "no face identified";
   const score = live.score === null ? "" : ` (score ${live.score.toFixed(2)})`;
-  setStatus("result", "done", `Live check: ${liveText}${score}: ${live.reason}. Identity: ${who}`);
-  $("result").dataset.decision = live.decision;
+  const seen = live.evidence.challenge ? ` (asked ${verdict.actions.join(", ")}; seen ${live.evidence.challenge.observed.join(", ") || "nothing"})` : "";
+  setStatus("result", "done", `Live check: ${liveText}${score}${seen}: ${live.reason}. Identity: ${who}`);
+  $("result").dataset.decision = liveText;
 }
 
 // --- people ----------------------------------------------------------------------------------------
