@@ -133,6 +133,9 @@ def main() -> None:
                "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
                "load_average_at_start": os.getloadavg()[0], "planted": len(planted),
                "probes": len(probes), "encode_s_per_photo": round(dev.visage_s_per_photo, 4), "sizes": {}}
+    if args.out.exists():  # a run over some sizes keeps the other sizes' earlier results
+        results["sizes"] = {k: v for k, v in json.loads(args.out.read_text()).get("sizes", {}).items()
+                            if int(k) not in args.sizes}
     rng = np.random.default_rng(0)
     for n in args.sizes:
         print(f"--- {n:,} encodings", flush=True)

@@ -8,6 +8,7 @@ them needs no re-encoding), ``contact_sheet.png`` (one row of faces per group) a
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -128,10 +129,16 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER,
     return ClusterResult(faces, clusters, enc.name, enc.dim, t, skipped)
 
 
+@functools.lru_cache(maxsize=8)
+def _pixels(photo: str) -> np.ndarray:
+    # Faces of one group photo are cropped one after another: decode it once.
+    return load_image(photo).pixels
+
+
 def _thumbnail(photo: str, box: Box | None):
     from PIL import Image as PILImage
 
-    pixels = load_image(photo).pixels
+    pixels = _pixels(photo)
     if box is not None:
         pad = int(0.15 * max(box.width, box.height))
         top, bottom = max(box.top - pad, 0), min(box.bottom + pad, pixels.shape[0])
