@@ -300,6 +300,8 @@ def test_cli_enroll_identify_people_export_import(shared_data, tmp_path, capsys)
         assert [(p.name, p.faces) for p in copy.people()] == [("Ariel Sharon", 1), ("Colin_Powell", 2)]
     capsys.readouterr()
 
+    assert cli(["identify", str(lfw(shared_data, "Colin_Powell", 3)), "--gallery", str(tmp_path / "typo.db")]) == 2
+    assert "typo.db: no such gallery" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()
     assert cli(["people", "show", "nobody", *gallery]) == 2
     assert "no person called 'nobody'" in capsys.readouterr().err
     bad = tmp_path / "bad.db"

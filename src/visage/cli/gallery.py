@@ -92,10 +92,11 @@ def register(sub) -> None:
     p.set_defaults(run=run_cluster)
 
 
-def _open(args, index: str = "auto"):
+def _open(args, create: bool = False):
+    """The gallery named by ``--gallery``; only commands that add people may start a new one."""
     from ..gallery import Gallery
 
-    return Gallery(args.gallery, encoder=args.encoder, index=index)
+    return Gallery(args.gallery, encoder=args.encoder, create=create)
 
 
 def _print_report(report, as_json: bool) -> None:
@@ -112,7 +113,7 @@ def run_enroll(args) -> int:
     modes = sum(bool(x) for x in (args.name or args.photos, args.folder, args.clusters))
     if modes != 1:
         raise GalleryError("give NAME PHOTO..., or --folder DIR, or --clusters FILE (exactly one)")
-    with _open(args) as gallery:
+    with _open(args, create=True) as gallery:
         if args.folder:
             def said(name, report):
                 # Printed only after the person is committed: what is printed is stored.
@@ -199,7 +200,7 @@ def _say(args, data: dict, text: str) -> None:
 
 
 def run_gallery(args) -> int:
-    with _open(args) as gallery:
+    with _open(args, create=args.action == "import") as gallery:
         if args.action == "export":
             n = gallery.export(args.file)
             _say(args, {"exported": n, "file": args.file}, f"exported {n} face(s) to {args.file}")

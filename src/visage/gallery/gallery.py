@@ -40,20 +40,22 @@ def default_gallery_path() -> Path:
     return base / "gallery.db"
 
 
-def open_store(location: str | os.PathLike | None = None) -> Store:
+def open_store(location: str | os.PathLike | None = None, *, create: bool = True) -> Store:
     """The backend for ``location``.
 
     - a file path (default :func:`default_gallery_path`): SQLite;
     - ``milvus-lite:PATH``: Milvus Lite, a local Milvus in one file;
     - ``milvus://HOST:PORT`` or ``milvus+https://HOST:PORT``: a Milvus server or cluster
       (token from ``$VISAGE_MILVUS_TOKEN``, database from ``?db=NAME``).
+
+    With ``create=False`` a missing SQLite file is an error instead of a new, empty gallery.
     """
     text = str(location) if location is not None else str(default_gallery_path())
     if text.startswith(("milvus-lite:", "milvus://", "milvus+https://", "milvus+http://")):
         from .milvus import MilvusStore
 
         return MilvusStore(text)
-    return SQLiteStore(text)
+    return SQLiteStore(text, create=create)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -91,14 +93,14 @@ class Gallery:
     ``location`` picks the backend (:func:`open_store`); ``encoder`` is a key of
     :data:`visage.encoders.ENCODERS`. ``index`` is ``"exact"``, ``"ivf"`` (approximate, exact
     below 20,000 faces) or ``"auto"`` (exact below :data:`AUTO_IVF_FACES` faces, IVF above). A gallery refuses encodings from another encoder than
-    the one that filled it.
+    the one that filled it. ``create=False`` refuses a missing gallery file rather than starting one.
     """
 
     def __init__(self, location: str | os.PathLike | None = None, *, encoder: str = DEFAULT_ENCODER,
-                 index: str = "auto", detector: str = "hog"):
+                 index: str = "auto", detector: str = "hog", create: bool = True):
         self.encoder_key = encoder
         self.detector = detector
-        self.store = open_store(location)
+        self.store = open_store(location, create=create)
         self.location = self.store.location
         self._index_kind = index
         self._search = None
