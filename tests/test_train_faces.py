@@ -122,6 +122,11 @@ def test_train_cli_head_mode_checkpoints_resumes_and_saves_an_encoder(faces_dir,
     img = load_image(photo)
     vector = encoder.encode_chips(encoder.chips(img, detect(img)[:1]))
     assert vector.shape == (1, 128) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    # eval and calibrate take the model file in place of an encoder name: same vector, via the cache.
+    from visage.train.data import encode_images
+
+    cached = encode_images([photo], str(model), progress=False)[photo]
+    np.testing.assert_allclose(cached, vector[0], atol=1e-4)
 
 
 def test_finetune_mode_trains_the_encoders_own_network(faces_dir, tmp_path):
