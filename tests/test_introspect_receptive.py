@@ -25,7 +25,7 @@ def one_thread():
 
 
 def positive_twin(net: nn.Module) -> nn.Module:
-    """A copy whose every path carries gradient: positive weights and biases (no ReLU is ever dead),
+    """A copy whose every path carries gradient: positive weights, large biases (no ReLU is ever dead),
     max-pooling replaced by average pooling of the same geometry. Receptive fields are unchanged."""
     twin = copy.deepcopy(net).double()
     for name, module in list(twin.named_modules()):
@@ -40,7 +40,12 @@ def positive_twin(net: nn.Module) -> nn.Module:
                 fan_in = m.weight[0].numel()
                 m.weight.copy_((torch.rand(m.weight.shape, generator=generator, dtype=torch.float64) + 0.5) / fan_in)
                 if m.bias is not None:
-                    m.bias.fill_(0.01)
+                    m.bias.fill_(300.0)  # above any input a network takes, so no ReLU is ever dead
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.fill_(1.0)
+                m.bias.fill_(0.01)
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
     return twin
 
 
@@ -201,3 +206,37 @@ def test_layer_names_resolve_by_suffix_and_errors_list_choices():
     with pytest.raises(VisageError, match="conv1_2"):
         target.layer("conv9_9")
     assert target.default_layers() == ["layers.conv1_2", "layers.conv3_3", "layers.conv5_3"]
+
+
+@pytest.mark.parametrize("encoder, layers, middle_only", [
+    ("dlib-torch", ["conv1", "pool1", "stages.0.0", "stages.1.0", "stages.2.1"], ("stages.2.1",)),
+    ("facenet", ["conv2d_2b_3x3", "maxpool_3a_3x3", "conv2d_4b_3x3", "repeat.block35_2"], ("repeat.block35_2",)),
+])
+def test_face_encoder_fields_agree_with_gradient_support(encoder, layers, middle_only):
+    from visage.encoders import ENCODERS
+
+    if encoder not in ENCODERS:
+        pytest.skip(f"encoder {encoder} is not in this build")
+    target = resolve_model(encoder)
+    # dlib's residual sums pad the smaller input at the bottom right: the traced leaf keeps that exact.
+    net = target.net
+    infos = target.layers()
+    assert all(infos[name].exact for name in layers)
+    twin_infos = analyse(net, target.input_size, target.leaf_functions)
+    assert {k: v.field for k, v in twin_infos.items()} == {k: v.field for k, v in infos.items()}
+    checked = 0
+    twin = positive_twin(net)
+    for name in layers:
+        info = infos[name]
+        h, w = info.shape[2:]
+        positions = {(h // 2, w // 3)} if name in middle_only else {(0, 0), (h // 2, w // 3), (h - 1, w - 1)}
+        # Strided layers without padding drop the last input rows their windows do not reach
+        # (dlib: 150 px → 147 seen). Boxes are clipped to what the bottom-right unit reaches.
+        reach = gradient_support(twin, name, 0, (h - 1, w - 1), target.input_size)
+        assert reach[2] > target.input_size[0] - 8 and reach[3] > target.input_size[1] - 8
+        for i, j in positions:
+            top, left, bottom, right = clip_box(info.field.box(i, j), target.input_size)
+            expected = (top, left, min(bottom, reach[2]), min(right, reach[3]))
+            assert gradient_support(twin, name, 0, (i, j), target.input_size) == expected, (name, (i, j))
+            checked += 1
+    assert checked >= 3 * len(layers) - 2

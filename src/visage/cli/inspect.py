@@ -39,8 +39,8 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("activation maximisation (--maximize)")
     m.add_argument("--maximize", action="store_true", help="draw an image per unit by gradient ascent on the input")
-    m.add_argument("--size", type=int, metavar="PX", help="side of each image (default: the model's input size)")
-    m.add_argument("--steps", type=int, default=160, help="optimisation steps (default 160)")
+    m.add_argument("--size", type=int, default=128, metavar="PX", help="side of each image (default 128)")
+    m.add_argument("--steps", type=int, default=200, help="optimisation steps (default 200)")
     m.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     m.add_argument("--param", dest="parametrization", choices=["fourier", "pixel"], default="fourier",
                    help="decorrelated Fourier parametrisation, or pixels blurred every few steps (default fourier)")

@@ -131,8 +131,8 @@ def maximize(
     layer: str,
     units: Sequence[int],
     *,
-    size: int | None = None,
-    steps: int = 160,
+    size: int | None = 128,
+    steps: int = 200,
     lr: float = 0.05,
     parametrization: Parametrization = "fourier",
     objective: Objective = "channel",
@@ -140,17 +140,23 @@ def maximize(
     scale_jitter: float = 0.05,
     blur_sigma: float = 0.8,
     blur_every: int = 4,
+    init_std: float = 0.1,
+    fourier_gain: float = 4.0,
     batch_size: int = 16,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> MaximizedUnits:
-    """Draw, for each unit of ``layer``, an image of ``size`` pixels that maximises it.
+    """Draw, for each unit of ``layer``, an image of ``size`` pixels (None: the model's input size)
+    that maximises it.
 
     ``objective="channel"`` maximises the unit's mean over all positions (a texture of its
     feature); ``"neuron"`` maximises it at the centre position only (one instance, within its
     receptive field). Units are optimised together, ``batch_size`` at a time, with Adam for
-    ``steps`` steps. Returns a :class:`MaximizedUnits` with the images and the objective before and
+    ``steps`` steps. ``init_std`` is the spread of the random start; ``fourier_gain`` scales the
+    Fourier image (a larger gain takes larger steps in pixel space). The defaults gave the highest
+    median activation over 16 units of VGG16's conv3_3, conv4_3 and conv5_3 in a sweep of 30
+    settings (docs/introspect.md). Returns a :class:`MaximizedUnits` with the images and the objective before and
     after.
     """
     target = resolve_model(model)
@@ -177,9 +183,10 @@ def maximize(
         for first in range(0, len(units), batch_size):
             chunk = torch.tensor(units[first:first + batch_size], device=device)
             if parametrization == "fourier":
-                param = FourierImage(len(chunk), height, width, generator=generator).to(device)
+                param = FourierImage(len(chunk), height, width, init_std=init_std, gain=fourier_gain,
+                                     generator=generator).to(device)
             else:
-                param = PixelImage(len(chunk), height, width, generator=generator).to(device)
+                param = PixelImage(len(chunk), height, width, init_std=init_std, generator=generator).to(device)
             with torch.no_grad():
                 start.append(probe.objective(param(), chunk, objective))
             optimizer = torch.optim.Adam(param.parameters(), lr=lr)
