@@ -143,6 +143,11 @@ def test_finetune_mode_trains_the_encoders_own_network(faces_dir, tmp_path):
     assert model.embed(chips).shape == (1, 128)
 
 
+def test_finetune_needs_an_encoder_with_a_torch_network(faces_dir, tmp_path, capsys):
+    assert main(["train", str(faces_dir), "--mode", "finetune", "--encoder", "dlib", "-o", str(tmp_path / "m.pt")]) == 2
+    assert "no PyTorch network" in capsys.readouterr().err
+
+
 def test_training_errors_name_the_problem(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err

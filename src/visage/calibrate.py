@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoders import DEFAULT_ENCODER
 from .errors import VisageError
 from .train.metrics import DEFAULT_FARS, expected_calibration_error, roc, verification_report
 from .verification import Calibration, Verification, best_threshold, cross_validated_accuracy, fit_calibration
@@ -301,7 +302,7 @@ class PairEmbeddings:
                               self.encoder, [k for k, m in zip(self.keys, mask) if m])
 
 
-def embed_pairs(tsv: str | Path, encoder: str = "dlib", detector: str = "hog", progress: bool = True
+def embed_pairs(tsv: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = "hog", progress: bool = True
                 ) -> PairEmbeddings:
     """Encode the photos of ``tsv`` (img_a, img_b, same) once each, through the face cache.
 
@@ -323,7 +324,7 @@ def embed_pairs(tsv: str | Path, encoder: str = "dlib", detector: str = "hog", p
                           [(p.a, p.b) for p in kept])
 
 
-def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = "dlib", detector: str = "hog",
+def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = "hog",
                     target_far: float = 1e-2, method: str = "abs", folds: int = 10, progress: bool = True
                     ) -> PairCalibration:
     """Everything ``visage calibrate`` does: fit on ``tsv``, write the report and the calibration.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..encoders import DEFAULT_ENCODER
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train an encoder with the triplet loss on a folder of people",
@@ -14,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["head", "finetune", "conv"],
                    help="head: projection on frozen encodings (default for photos); finetune: the encoder's "
                    "own network; conv: a small ConvNd from scratch (default for .npy)")
-    p.add_argument("--encoder", default="dlib", help="face encoder for photos (default: dlib)")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"face encoder for photos (default: {DEFAULT_ENCODER})")
     p.add_argument("--detector", default="hog", help="face detector for photos (default: hog)")
     p.add_argument("--miner", choices=["all", "hard", "semihard"], default="semihard",
                    help="online triplet mining (default: semihard, as FaceNet)")
@@ -43,7 +45,7 @@ def register(sub) -> None:
                        description="Fit logistic regressions on |f_i - f_j| and on chi2 terms, and the distance "
                        "threshold for a target FAR; write calibration.json, report.json, roc.png, det.png.")
     p.add_argument("pairs", metavar="PAIRS.tsv", help="img_a, img_b, same; paths relative to the TSV's folder")
-    p.add_argument("--encoder", default="dlib", help="encoder name or a model.pt from visage train")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, help="encoder name or a model.pt from visage train")
     p.add_argument("--detector", default="hog")
     p.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the threshold")
     p.add_argument("--method", choices=["abs", "chi2", "distance"], default="abs",
@@ -57,7 +59,7 @@ def register(sub) -> None:
                        description="10-fold cross-validated accuracy, AUC, EER and TAR@FAR per encoder, "
                        "on the pairs where every encoder found both faces.")
     p.add_argument("pairs", metavar="PAIRS.tsv")
-    p.add_argument("--encoder", default="dlib", help="comma-separated encoder names or model.pt files")
+    p.add_argument("--encoder", default=DEFAULT_ENCODER, help="comma-separated encoder names or model.pt files")
     p.add_argument("--detector", default="hog")
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--json", action="store_true")

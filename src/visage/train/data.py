@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..encoders import DEFAULT_ENCODER
 from ..errors import VisageError
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class FaceCache:
     used. A photo without a face is remembered as such.
     """
 
-    def __init__(self, encoder: str = "dlib", detector: str = "hog", cache_dir: str | Path | None = None):
+    def __init__(self, encoder: str = DEFAULT_ENCODER, detector: str = "hog", cache_dir: str | Path | None = None):
         from ..encoders import get_encoder
         from ..models import visage_home
 
@@ -235,7 +236,7 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def encode_images(paths: Sequence[str | Path], encoder: str = "dlib", detector: str = "hog",
+def encode_images(paths: Sequence[str | Path], encoder: str = DEFAULT_ENCODER, detector: str = "hog",
                   progress: bool = True, cache_dir: str | Path | None = None) -> dict[Path, np.ndarray | None]:
     """The largest face's embedding for each photo (None where no face), through :class:`FaceCache`.
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..encoders import DEFAULT_ENCODER
 from ..errors import VisageError
 from .data import FaceCache, load_arrays, scan_people, split_people
 from .nets import ConvEncoder, ProjectionHead
@@ -57,7 +58,7 @@ def train_folder(
     output: str | Path,
     *,
     mode: str | None = None,
-    encoder: str = "dlib",
+    encoder: str = DEFAULT_ENCODER,
     detector: str = "hog",
     config: TrainConfig | None = None,
     holdout: float = 0.25,
