@@ -11,6 +11,7 @@ skips with the reason when either is missing.
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import threading
 import time
@@ -92,6 +93,14 @@ def start_server(folder: Path):
     return f"http://127.0.0.1:{settings.port}", admin, stop
 
 
+def snapshot(page, name: str) -> None:
+    """Save a screenshot when VISAGE_E2E_SCREENSHOTS names a folder (to look at what was drawn)."""
+    folder = os.environ.get("VISAGE_E2E_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
 def overlay_pixels(page) -> int:
     """How many pixels of the overlay canvas are painted (the drawn result)."""
     return page.evaluate("""() => {
@@ -151,6 +160,7 @@ def test_enrol_and_identify_in_the_browser(browser_page):
     assert "Barack Obama" in page.inner_text("#result")
     assert page.get_attribute("#overlay", "data-drawn") == "1"
     assert overlay_pixels(page) > 500
+    snapshot(page, "identified")
     assert not errors, errors
 
 
@@ -166,6 +176,7 @@ def test_live_check_in_the_browser(browser_page):
     assert page.inner_text("#prompt")
     page.wait_for_selector("#result:is([data-state=done], [data-state=error])", timeout=120_000)
     text = page.inner_text("#result")
+    snapshot(page, "live_check")
     assert page.get_attribute("#result", "data-state") == "done", text
     decision = page.get_attribute("#result", "data-decision")
     assert decision in ("challenge failed", "attack", "insufficient evidence"), text

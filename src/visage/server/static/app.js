@@ -182,6 +182,7 @@ $("live-check").addEventListener("click", async () => {
   await busy(["identify-snapshot", "live-check"], async () => {
     clearOverlay();
     overlay.dataset.drawn = "0";
+    delete $("result").dataset.admitted;
     try {
       const challenge = await api("/v1/liveness/challenges");
       setStatus("result", "busy", `Live check: ${challenge.actions.map((a) => ACTION_TEXT[a]).join(", then ")}`);
@@ -228,6 +229,7 @@ function showVerdict(verdict, frameWidth) {
   const seen = live.evidence.challenge ? ` (asked ${verdict.actions.join(", ")}; seen ${live.evidence.challenge.observed.join(", ") || "nothing"})` : "";
   setStatus("result", "done", `Live check: ${liveText}${score}${seen}: ${live.reason}. Identity: ${who}`);
   $("result").dataset.decision = liveText;
+  $("result").dataset.admitted = String(verdict.admitted);
 }
 
 // --- people ----------------------------------------------------------------------------------------
