@@ -22,7 +22,8 @@ def register(sub) -> None:
                    help="API keys and audit log (default: server.db beside the gallery)")
     p.add_argument("--cors", metavar="ORIGIN", action="append", default=None,
                    help="allow browser calls from this origin (repeatable); CORS is off by default")
-    p.add_argument("--workers", type=int, default=None, help="requests doing face work at once (default 2)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="gallery connections open at once (default 2); calls into the face models take turns")
     keys = p.add_mutually_exclusive_group()
     keys.add_argument("--create-key", metavar="NAME", help="make an API key called NAME, print it once, and exit")
     keys.add_argument("--list-keys", action="store_true", help="list API keys (never their secrets) and exit")

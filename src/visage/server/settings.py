@@ -52,7 +52,8 @@ class ServerSettings(BaseSettings):
     style_steps: int = Field(100, ge=1)
     #: Finished jobs are kept this long (seconds) for their results to be fetched.
     job_ttl: float = Field(3600.0, gt=0)
-    #: Galleries opened in parallel: requests beyond this many wait for one to be free.
+    #: Gallery connections opened in parallel: requests beyond this many wait for one to be free.
+    #: (Calls into the face models take turns whatever this is: see Service.compute.)
     workers: int = Field(2, ge=1, le=64)
     #: Origins allowed to call the API from a browser. Empty: CORS off (same-origin only).
     cors_origins: list[str] = Field(default_factory=list)
