@@ -330,3 +330,42 @@ def test_cli_switches_backend_by_location_only(shared_data, tmp_path, capsys):
     assert info["encoder"] == "dlib-resnet-v1" and info["faces"] == 1
     assert cli(["gallery", "audit", "--json", *gallery]) == 0
     assert json.loads(capsys.readouterr().out)[0]["operation"] == "identify"
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf"])
+def test_snapshot_spares_a_new_process_the_full_load_and_follows_later_changes(kind, encoded, tmp_path,
+                                                                               monkeypatch):
+    from visage.gallery import snapshot
+
+    monkeypatch.setattr(snapshot, "SNAPSHOT_MIN_FACES", 500)
+    if kind == "ivf":
+        monkeypatch.setattr("visage.gallery.gallery.IVF_TRAIN_FACES", 1000)
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((2400, 128)).astype(np.float32)
+    path = tmp_path / "g.db"
+    with Gallery(path, index=kind) as g:
+        fill(g, encoded)
+        for k in range(0, 2400, 600):
+            g.add(f"crowd-{k}", [FaceRecord(v, f"n{k + i}", "") for i, v in enumerate(noise[k:k + 600])])
+        assert g.search(encoded["Colin_Powell"][2].encoding)[0].name == "Colin_Powell"
+        assert not g._search.from_snapshot
+    assert (tmp_path / "g.db.index" / "state.json").is_file()
+    assert (tmp_path / "g.db.index" / "ivf.faiss").is_file() == (kind == "ivf")
+    # Changes made after the snapshot, by another process or gallery object.
+    with Gallery(path, index=kind) as other:
+        other.remove("Colin_Powell")
+        other.add("Powell, later", encoded["Colin_Powell"][:1])
+        other.rename("Ariel_Sharon", "Sharon")
+    with Gallery(path, index=kind) as g:
+        probes = np.stack([encoded[p][2].encoding for p in PEOPLE])
+        names = [r.name for r in g.search(probes)]
+        assert g._search.from_snapshot
+        assert names == ["Sharon", "Arnold_Schwarzenegger", "Powell, later", "Donald_Rumsfeld"]
+        assert len(g._search.index) == 8 - 2 + 1 + 2400
+    # A snapshot of another gallery (same path, new file) is ignored.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with Gallery(path, index=kind) as g:
+        g.add("Solo", encoded["Donald_Rumsfeld"][:1])
+        assert [r.name for r in g.search(probes)][3] == "Solo" and not g._search.from_snapshot
+        assert len(g._search.index) == 1

@@ -23,6 +23,8 @@ from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, 
 
 #: From this many faces on, ``index="auto"`` switches from exact search to the IVF index.
 AUTO_IVF_FACES = 200_000
+#: From this many faces on, ``index="ivf"`` stops searching exactly and trains its cells.
+IVF_TRAIN_FACES = 20_000
 #: Matching rule chosen by measurement on the dev set (bench/bench_gallery_accuracy.py, docs/gallery.md).
 DEFAULT_MATCH: Match = "nearest"
 #: Photos encoded together in one call during enrolment.
@@ -64,14 +66,29 @@ def image_files(folder: Path) -> list[Path]:
 
 
 class _LocalSearch:
-    """A local index that follows a store's changes (added and removed faces, renames)."""
+    """A local index that follows a store's changes (added and removed faces, renames).
 
-    def __init__(self, store: SQLiteStore, index: Index):
-        self.store, self.index = store, index
+    The index starts from the store's snapshot when there is a usable one (:mod:`.snapshot`), and
+    is saved as one after a refresh that took in many faces at once.
+    """
+
+    def __init__(self, store: SQLiteStore, kind: str, dim: int, make_index: Callable[[], Index]):
+        self.store, self.kind, self.dim, self.make_index = store, kind, dim, make_index
+        self.index: Index | None = None
         self.cursor = Cursor()
         self.names: dict[int, str] = {}
+        self.from_snapshot = False
 
     def refresh(self) -> None:
+        from . import snapshot
+
+        if self.index is None:
+            loaded = snapshot.load(self.store, self.kind, self.dim)
+            if loaded is not None:
+                self.index, self.cursor = loaded
+                self.from_snapshot = True
+            else:
+                self.index = self.make_index()
         changes = self.store.changes(self.cursor)
         if changes.cursor.generation == self.cursor.generation:
             return
@@ -81,6 +98,8 @@ class _LocalSearch:
             self.index.add(changes.face_ids, changes.person_ids, changes.vectors)
         self.names = self.store.names()
         self.cursor = changes.cursor
+        if len(changes.face_ids) >= snapshot.SNAPSHOT_MIN_FACES:
+            snapshot.save(self.store, self.index, self.kind, self.cursor)
 
     def search(self, queries: np.ndarray, k: int, match: Match) -> list[list[tuple[str, float]]]:
         self.refresh()
@@ -261,11 +280,11 @@ class Gallery:
             else:
                 bound = self._bound_encoder()
                 dim = bound[1] if bound else self.encoder.dim
-                kinds = {"exact": lambda: ExactIndex(dim), "ivf": lambda: IvfIndex(dim),
+                kinds = {"exact": lambda: ExactIndex(dim), "ivf": lambda: IvfIndex(dim, train_size=IVF_TRAIN_FACES),
                          "auto": lambda: IvfIndex(dim, train_size=AUTO_IVF_FACES)}
                 if self._index_kind not in kinds:
                     raise GalleryError(f"index must be 'exact', 'ivf' or 'auto', not {self._index_kind!r}")
-                self._search = _LocalSearch(self.store, kinds[self._index_kind]())
+                self._search = _LocalSearch(self.store, self._index_kind, dim, kinds[self._index_kind])
         return self._search
 
     def threshold(self) -> float:

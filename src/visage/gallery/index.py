@@ -8,6 +8,8 @@ nearest face (``match="nearest"``) or, for the exact index, to the mean of their
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -116,6 +118,32 @@ class ExactIndex:
     def export(self) -> tuple[np.ndarray, np.ndarray]:
         """(face ids, vectors) of every face held, as copies."""
         return self._face_ids[: self._n].copy(), self._vectors[: self._n].copy()
+
+    def save(self, folder: Path) -> None:
+        """Write the arrays to ``folder`` (``.npy`` files), for :meth:`load`."""
+        n = self._n
+        for name, array in (("vectors", self._vectors), ("sq_norms", self._sq_norms),
+                            ("face_ids", self._face_ids), ("person_ids", self._person_ids)):
+            np.save(folder / f"{name}.npy", array[:n])
+
+    @classmethod
+    def load(cls, folder: Path, dim: int) -> "ExactIndex":
+        """The index saved in ``folder``; its vectors are memory-mapped (copy on write), not read."""
+        vectors = np.load(folder / "vectors.npy", mmap_mode="c")
+        if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
+            raise ValueError(f"{folder}: saved vectors do not match a {dim}-d index")
+        index = cls(dim, capacity=1)
+        n = len(vectors)
+        index._vectors = vectors
+        index._sq_norms = np.load(folder / "sq_norms.npy")
+        index._face_ids = np.load(folder / "face_ids.npy")
+        index._person_ids = np.load(folder / "person_ids.npy")
+        if not (len(index._sq_norms) == len(index._face_ids) == len(index._person_ids) == n):
+            raise ValueError(f"{folder}: saved arrays differ in length")
+        index._row_of = _cover(index._row_of, index._face_ids)
+        index._row_of[index._face_ids] = np.arange(n)
+        index._n = n
+        return index
 
     def vectors_of(self, person_id: int) -> np.ndarray:
         """The encodings of one person, (m, dim)."""
@@ -269,6 +297,36 @@ class IvfIndex:
         ivf.add_with_ids(np.ascontiguousarray(vectors), np.asarray(face_ids, np.int64))
         ivf.nprobe = self.nprobe
         self._ivf, self._quantizer, self._exact, self._trained_on = ivf, quantizer, None, n
+
+    def save(self, folder: Path) -> None:
+        """Write the index to ``folder``, for :meth:`load`."""
+        state = {"trained_on": self._trained_on, "n": self._n, "nprobe": self.nprobe,
+                 "train_size": self.train_size, "regrow": self.regrow}
+        np.save(folder / "person_of.npy", self._person_of)
+        if self._ivf is None:
+            self._exact.save(folder)
+        else:
+            self._faiss.write_index(self._ivf, str(folder / "ivf.faiss"))
+        (folder / "ivf.json").write_text(json.dumps(state))
+
+    @classmethod
+    def load(cls, folder: Path, dim: int) -> "IvfIndex":
+        """The index saved in ``folder``."""
+        state = json.loads((folder / "ivf.json").read_text())
+        index = cls(dim, nprobe=state["nprobe"], train_size=state["train_size"], regrow=state["regrow"])
+        index._person_of = np.load(folder / "person_of.npy")
+        index._n, index._trained_on = int(state["n"]), int(state["trained_on"])
+        if (folder / "ivf.faiss").exists():
+            index._ivf = index._faiss.read_index(str(folder / "ivf.faiss"))
+            index._ivf.nprobe = index.nprobe
+            index._exact = None
+            if index._ivf.d != dim or index._ivf.ntotal != index._n:
+                raise ValueError(f"{folder}: saved IVF index does not match")
+        else:
+            index._exact = ExactIndex.load(folder, dim)
+            if len(index._exact) != index._n:
+                raise ValueError(f"{folder}: saved index does not match")
+        return index
 
     def remove(self, face_ids: np.ndarray) -> None:
         face_ids = np.asarray(face_ids, np.int64)

@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,7 @@ class SQLiteStore:
                         db.execute(statement)
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (f"visage {__version__}",))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
         else:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             missing = {"meta", "people", "faces", "removed", "audit"} - tables
@@ -192,6 +194,9 @@ class SQLiteStore:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
                 raise GalleryError(f"{self.path}: damaged visage gallery ({result})")
+            if self._meta("gallery_id") is None:  # galleries made before ids existed get one
+                with self._write():
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
 
     class _Txn:
         def __init__(self, db: sqlite3.Connection):
