@@ -235,3 +235,20 @@ def test_unreadable_images_are_skipped_and_named(tmp_path, cross_folder):
     (folder / "cross.png").unlink()
     with pytest.warns(UserWarning), pytest.raises(VisageError, match="broken.jpg"):
         top_patches(resolve_model(CrossDetector(), input_size=40), ["detect"], folder, progress=False)
+
+
+def test_face_encoder_sees_aligned_chips_of_every_face(shared_data, tmp_path):
+    from visage.encoders import ENCODERS
+
+    if "dlib-torch" not in ENCODERS:
+        pytest.skip("the PyTorch dlib encoder is not in this build")
+    photos = sorted((shared_data / "faces" / "facerec__obama").glob("*"))[:2]
+    photos += sorted((shared_data / "faces" / "openface__lennon").glob("*"))[:2]
+    (found,) = top_patches("dlib-torch", ["stages.0.0"], photos, units=2, per_unit=3, progress=False)
+    assert found.images_seen >= 4  # one chip per face, every face of every photo
+    for unit in found.units:
+        for patch in unit.patches:
+            assert re.fullmatch(r".+ face \d+", patch.source)
+            assert patch.pixels.shape[:2] == found.field.size
+            top, left, bottom, right = patch.box
+            assert -found.field.size[0] < top and bottom < 150 + found.field.size[0]  # inside the 150 px chip's reach

@@ -73,13 +73,19 @@ class TopK:
 
 @dataclass
 class Patch:
-    """One image patch: the receptive field of a unit at the position of its maximum on one image."""
+    """One image patch: the receptive field of a unit at the position of its maximum on one image.
+
+    ``box`` is the field ``(top, left, bottom, right)`` in the image's pixels (it may extend past
+    the image); ``visible`` is the part of the image the unit sees; ``pixels`` shows ``box`` with
+    grey everywhere outside ``visible``.
+    """
 
     value: float
     source: str
     item: int
     position: tuple[int, int]
     box: tuple[int, int, int, int]
+    visible: tuple[int, int, int, int]
     pixels: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -128,12 +134,13 @@ def top_patches(
     or an explicit list of unit indices. Returns one :class:`LayerPatches` per layer, in order given.
     """
     target = resolve_model(model)
-    infos = [target.layer(name) for name in (layers or target.default_layers())]
     if per_unit < 1 or batch_size < 1 or (isinstance(units, int) and units < 1):
         raise VisageError("units, per_unit and batch_size must be at least 1")
     if images is None:
         raise VisageError("no images given: pass a folder of images")
     image_set = image_set_for(target, images, image_size, face_chips)
+    size = image_set.size if isinstance(image_set, FolderImages) else target.input_size
+    infos = [target.layer(name, size) for name in (layers or target.default_layers())]
     tables = collect(target, infos, image_set, per_unit=per_unit, batch_size=batch_size, device=device,
                      progress=progress)
     results = []
@@ -269,8 +276,10 @@ def _layer_result(info: LayerInfo, table: TopK, chosen: list[int], image_set) ->
             if items[u, r] < 0:
                 break
             i, j = int(rows[u, r]), int(cols[u, r])
-            box = info.field.box(i, j) if not info.field.whole_image else None
-            patches.append(Patch(float(values[u, r]), image_set.label(int(items[u, r])), int(items[u, r]), (i, j), box))
+            visible = info.visible_box(i, j)
+            box = info.field.box(i, j) if not info.field.whole_image else visible
+            patches.append(Patch(float(values[u, r]), image_set.label(int(items[u, r])), int(items[u, r]), (i, j),
+                                 box, visible))
         units.append(UnitPatches(u, float(scores[u]), float(means[u]), patches))
     return LayerPatches(info.name, info.kind, info.field, info.channels, units, table.count)
 
@@ -285,16 +294,18 @@ def _cut_patches(results: list[LayerPatches], image_set) -> None:
     for item in sorted(by_item):
         pixels = image_set.load(item)
         for patch in by_item[item]:
-            if patch.box is None:
-                patch.box = (0, 0, pixels.shape[0], pixels.shape[1])
-            patch.pixels = crop(pixels, patch.box)
+            patch.pixels = crop(pixels, patch.box, patch.visible)
 
 
-def crop(pixels: np.ndarray, box: tuple[int, int, int, int], fill: int = FILL) -> np.ndarray:
-    """The box ``(top, left, bottom, right)`` of an (H, W, 3) image; parts outside the image are ``fill``."""
+def crop(pixels: np.ndarray, box: tuple[int, int, int, int], visible: tuple[int, int, int, int] | None = None,
+         fill: int = FILL) -> np.ndarray:
+    """The box ``(top, left, bottom, right)`` of an (H, W, 3) image; parts outside the image, or
+    outside the ``visible`` box when given, are ``fill``."""
     top, left, bottom, right = box
     out = np.full((bottom - top, right - left, pixels.shape[2]), fill, dtype=pixels.dtype)
     h, w = pixels.shape[:2]
+    if visible is not None:
+        h, w = min(h, visible[2]), min(w, visible[3])
     y0, y1, x0, x1 = max(top, 0), min(bottom, h), max(left, 0), min(right, w)
     if y0 < y1 and x0 < x1:
         out[y0 - top:y1 - top, x0 - left:x1 - left] = pixels[y0:y1, x0:x1]

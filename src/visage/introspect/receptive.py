@@ -116,7 +116,9 @@ class LayerInfo:
     ``field`` is None when it cannot be derived; ``reason`` then says which operation is in the way.
     ``exact`` is False after branches with different fields are concatenated along channels (as in
     Inception blocks) and before a convolution mixes them again: ``field`` is then the union, exact
-    for the widest branch's units and a bound for the others.
+    for the widest branch's units and a bound for the others. ``reach`` is (rows, columns) of the
+    image of the analysed size that reach the layer at all: strided layers whose windows do not fit
+    drop the last few rows and columns, which no unit sees even when its box covers them.
     """
 
     name: str
@@ -125,6 +127,17 @@ class LayerInfo:
     field: ReceptiveField | None
     reason: str = ""
     exact: bool = True
+    reach: tuple[int, int] | None = None
+
+    def visible_box(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """The part of the image the unit at (i, j) sees: its box cut to the image rows and columns
+        that reach this layer, ``(top, left, bottom, right)``, half-open."""
+        if self.field is None:
+            raise ValueError(f"layer {self.name} has no receptive field")
+        if self.field.whole_image:
+            return 0, 0, self.reach[0], self.reach[1]
+        top, left, bottom, right = self.field.box(i, j)
+        return max(top, 0), max(left, 0), min(bottom, self.reach[0]), min(right, self.reach[1])
 
     @property
     def channels(self) -> int:
@@ -183,10 +196,13 @@ def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224), leaf_fun
     _propagate_shapes(gm, model, input_size)
     fields: dict[fx.Node, ReceptiveField | str | None] = {}
     bounds: set[fx.Node] = set()  # nodes whose field is only a bound for some channels
+    reach: dict[fx.Node, tuple[int, int]] = {}  # image rows and columns that reach each node
     placeholders = 0
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             fields[node] = PIXEL if placeholders == 0 else None
+            if placeholders == 0:
+                reach[node] = tuple(input_size)
             placeholders += 1
         elif node.op in ("get_attr", "output"):
             fields[node] = None
@@ -194,6 +210,7 @@ def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224), leaf_fun
             fields[node] = _node_field(gm, node, fields, leaf_functions)
             if _is_bound(gm, node, fields, bounds):
                 bounds.add(node)
+            _propagate_reach(node, fields, reach)
 
     infos: dict[str, LayerInfo] = {}
     last_in_scope: dict[str, fx.Node] = {}
@@ -208,7 +225,8 @@ def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224), leaf_fun
         field = fields.get(node)
         kind = _class_name(module.script if isinstance(module, ScriptLeaf) else module)
         if isinstance(field, ReceptiveField):
-            infos[scope] = LayerInfo(scope, kind, shape, field, exact=node not in bounds)
+            infos[scope] = LayerInfo(scope, kind, shape, field, exact=node not in bounds,
+                                     reach=reach.get(node, tuple(input_size)))
         else:
             infos[scope] = LayerInfo(scope, kind, shape, None, field or "does not depend on the image")
     position = {node: i for i, node in enumerate(gm.graph.nodes)}
@@ -306,6 +324,23 @@ def _node_field(gm: fx.GraphModule, node: fx.Node, fields: dict, leaf_functions:
         if target is operator.getitem and _shape(node) is None:
             return fields[node.args[0]]
     return _pointwise(node, inputs, fields)
+
+
+def _propagate_reach(node: fx.Node, fields: dict, reach: dict) -> None:
+    """Rows and columns of the image that reach ``node``: those its inputs reach, cut at the end of
+    its last unit's field. Element-wise combinations reach what their widest input reaches."""
+    field = fields.get(node)
+    if not isinstance(field, ReceptiveField):
+        return
+    incoming = [reach[a] for a in node.all_input_nodes if a in reach]
+    if not incoming:
+        return
+    rows, cols = max(r for r, _ in incoming), max(c for _, c in incoming)
+    shape = _shape(node)
+    if field.whole_image or shape is None or len(shape) != 4:
+        reach[node] = (rows, cols)
+        return
+    reach[node] = (min(rows, field.y.span(shape[2] - 1)[1]), min(cols, field.x.span(shape[3] - 1)[1]))
 
 
 def _is_bound(gm: fx.GraphModule, node: fx.Node, fields: dict, bounds: set) -> bool:

@@ -126,7 +126,7 @@ def _layer_json(layer: LayerPatches, png: str) -> dict:
             "start": [layer.field.y.start, layer.field.x.start]},
         "units": [{"unit": u.unit, "score": u.score, "mean_max": u.mean,
                    "patches": [{"value": p.value, "source": p.source, "position": list(p.position),
-                                "box": list(p.box) if p.box else None} for p in u.patches]}
+                                "box": list(p.box), "visible": list(p.visible)} for p in u.patches]}
                   for u in layer.units],
     }
 

@@ -40,24 +40,27 @@ class Inspectable:
     encoder: object | None = None
     #: Functions fx records as one element-wise call (see :func:`visage.introspect.receptive.trace`).
     leaf_functions: tuple = ()
-    _layers: dict[str, LayerInfo] | None = field(default=None, repr=False)
+    _layers: dict[tuple[int, int], dict[str, LayerInfo]] = field(default_factory=dict, repr=False)
 
     def net_input(self, rgb01: torch.Tensor) -> torch.Tensor:
         """The network's input for RGB images in [0, 1]."""
         return self.preprocess(rgb01) if self.preprocess is not None else rgb01
 
-    def layers(self) -> dict[str, LayerInfo]:
-        """Every layer with image features, in forward order, with its receptive field (computed once)."""
-        if self._layers is None:
-            self._layers = analyse(self.net, self.input_size, self.leaf_functions)
-        return self._layers
+    def layers(self, size: int | tuple[int, int] | None = None) -> dict[str, LayerInfo]:
+        """Every layer with image features, in forward order, with its receptive field, for images of
+        ``size`` (default: the model's input size); computed once per size."""
+        size = _size_pair(size) if size is not None else self.input_size
+        if size not in self._layers:
+            self._layers[size] = analyse(self.net, size, self.leaf_functions)
+        return self._layers[size]
 
-    def layer(self, name: str) -> LayerInfo:
-        """The layer called ``name``, or the one whose qualified name ends with ``.name``.
+    def layer(self, name: str, size: int | tuple[int, int] | None = None) -> LayerInfo:
+        """The layer called ``name``, or the one whose qualified name ends with ``.name``, for images
+        of ``size``.
 
         Raises VisageError for an unknown or ambiguous name, or a layer without a receptive field.
         """
-        layers = self.layers()
+        layers = self.layers(size)
         info = layers.get(name)
         if info is None:
             matches = [key for key in layers if key.endswith("." + name)]
