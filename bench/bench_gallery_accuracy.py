@@ -145,17 +145,28 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharey=True)
-    for ax, m in zip(axes, (1, 2, 3, 5)):
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    sweep = np.linspace(0.3, 0.8, 101)
+    for col, m in enumerate((1, 2, 3, 5)):
+        top, bottom = axes[0, col], axes[1, col]
         for (mm, name), (far, dir_) in curves.items():
             if mm == m:
-                ax.plot(far, dir_, label=name)
-        ax.set_title(f"{m} photo(s) enrolled per person")
-        ax.set_xlabel("false accept rate (leave-one-identity-out)")
-        ax.set_xlim(0, 0.5)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("detection and identification rate")
-    axes[0].legend()
+                top.plot(far, dir_, label=name)
+                bottom.plot(sweep, far, label=name)
+        top.set_title(f"{m} photo(s) enrolled per person")
+        top.set_xlabel("false accept rate (leave-one-identity-out)")
+        top.set_xlim(0, 0.2)
+        top.set_ylim(0.8, 1.005)
+        bottom.axvline(t_visage, color="grey", ls="--", lw=1)
+        bottom.text(t_visage, 0.9, " shipped\n threshold", fontsize=8)
+        bottom.set_xlabel("distance threshold")
+        bottom.set_ylim(0, 1)
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("detection and identification rate")
+    axes[1, 0].set_ylabel("false accept rate")
+    axes[0, 0].legend()
+    axes[0, 1].legend()
     fig.tight_layout()
     fig.savefig(args.out.with_suffix(".png"), dpi=90)
 
