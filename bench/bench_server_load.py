@@ -222,41 +222,53 @@ def main() -> int:
         server_log = (folder / "server.log").read_text(errors="replace")
         with Gallery(folder / "gallery.db") as g:
             stored = {p.name: p.faces for p in g.people() if p.name.startswith("load-")}
+        result, ok = summarise(args, run, stored, exit_code, server_log)
+        write(args.out, result)  # the load's numbers are kept even if the comparison below fails
         baseline = in_process(folder / "gallery.db", pool, args.baseline)
 
-    lost = sorted(set(run["acknowledged"]) - set(stored))
-    miscounted = sorted(n for n in run["acknowledged"] if n in stored and stored[n] != run["acknowledged"][n])
-    unexpected = sorted(set(stored) - set(run["acknowledged"]))
-    five_xx = sum(v for k, v in run["statuses"].items() if k.startswith("5") or k == "0")
-    identify = percentiles(run["latency"]["identify"])
-    result = {
-        "requests": args.requests, "clients": args.clients, "enrol_fraction": args.enrol, "photo_side": args.side,
-        "server_workers": args.workers, "seconds": round(run["seconds"], 1),
-        "throughput_rps": round(args.requests / run["seconds"], 2), "statuses": run["statuses"],
-        "five_xx_or_dropped": five_xx, "other_failures": [f for f in run["failures"]][:20],
-        "identify": identify, "enrol": percentiles(run["latency"]["enrol"]),
-        "enrolments_acknowledged": len(run["acknowledged"]), "enrolments_stored": len(stored),
-        "lost_enrolments": lost, "miscounted_enrolments": miscounted, "unexpected_people": unexpected,
-        "server_exit_code": exit_code, **baseline,
-        "ratio_service_p50_to_in_process_p50": round(identify["p50_ms"] / baseline["visage_in_process"]["p50_ms"], 2),
-        "ratio_face_recognition_to_visage_in_process_p50": round(
-            baseline["face_recognition_in_process"]["p50_ms"] / baseline["visage_in_process"]["p50_ms"], 2),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_end": os.getloadavg()[0]},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result.update(baseline)
+    result["ratio_service_p50_to_in_process_p50"] = round(
+        result["identify"]["p50_ms"] / baseline["visage_in_process"]["p50_ms"], 2)
+    result["ratio_face_recognition_to_visage_in_process_p50"] = round(
+        baseline["face_recognition_in_process"]["p50_ms"] / baseline["visage_in_process"]["p50_ms"], 2)
+    write(args.out, result)
     print(json.dumps({k: result[k] for k in ("seconds", "throughput_rps", "statuses", "identify", "enrol",
                                             "enrolments_acknowledged", "enrolments_stored", "lost_enrolments",
                                             "visage_in_process", "face_recognition_in_process",
                                             "ratio_service_p50_to_in_process_p50",
                                             "ratio_face_recognition_to_visage_in_process_p50")}, indent=2))
-    if run["failures"]:
-        result["server_log_tail"] = server_log[-3000:]
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    ok = five_xx == 0 and not run["failures"] and not lost and not miscounted and not unexpected
     print("PASS: no 5xx, no lost enrolments" if ok else "FAIL: see " + str(args.out))
     return 0 if ok else 1
+
+
+def write(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def summarise(args, run: dict, stored: dict, exit_code: int, server_log: str) -> tuple[dict, bool]:
+    """The load's outcome as a JSON-ready dict, and whether it passed."""
+    lost = sorted(set(run["acknowledged"]) - set(stored))
+    miscounted = sorted(n for n in run["acknowledged"] if n in stored and stored[n] != run["acknowledged"][n])
+    unexpected = sorted(set(stored) - set(run["acknowledged"]))
+    five_xx = sum(v for k, v in run["statuses"].items() if k.startswith("5") or k == "0")
+    result = {
+        "requests": args.requests, "clients": args.clients, "enrol_fraction": args.enrol, "photo_side": args.side,
+        "server_workers": args.workers, "seconds": round(run["seconds"], 1),
+        "throughput_rps": round(args.requests / run["seconds"], 2), "statuses": run["statuses"],
+        "five_xx_or_dropped": five_xx, "other_failures": run["failures"][:20],
+        "identify": percentiles(run["latency"]["identify"]), "enrol": percentiles(run["latency"]["enrol"]),
+        "enrolments_acknowledged": len(run["acknowledged"]), "enrolments_stored": len(stored),
+        "lost_enrolments": lost, "miscounted_enrolments": miscounted, "unexpected_people": unexpected,
+        "server_exit_code": exit_code,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_at_end": round(os.getloadavg()[0], 2)},
+    }
+    if run["failures"]:
+        result["server_log_tail"] = server_log[-3000:]
+    ok = five_xx == 0 and not run["failures"] and not lost and not miscounted and not unexpected
+    result["passed"] = ok
+    return result, ok
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ def people(request: Request, who: Caller):
     return [p.to_dict() for p in found]
 
 
-@router.get("/v1/people/{name}", response_model=schemas.PersonDetail, responses={**ERRORS, 404: {"model": schemas.Error}},
+@router.get("/v1/people/{name:path}", response_model=schemas.PersonDetail, responses={**ERRORS, 404: {"model": schemas.Error}},
             tags=["gallery"])
 def person(request: Request, who: Caller, name: str):
     """One person and their stored faces (where each came from; not the encodings)."""
@@ -223,7 +223,7 @@ def person(request: Request, who: Caller, name: str):
     return {**entry.to_dict(), "stored_faces": [f.to_dict() for f in faces]}
 
 
-@router.patch("/v1/people/{name}", response_model=schemas.Person,
+@router.patch("/v1/people/{name:path}", response_model=schemas.Person,
               responses={**ADMIN_ERRORS, 404: {"model": schemas.Error}, 409: {"model": schemas.Error}},
               tags=["gallery"])
 def rename(request: Request, who: Admin, name: str, body: schemas.RenameRequest):
@@ -235,7 +235,7 @@ def rename(request: Request, who: Admin, name: str, body: schemas.RenameRequest)
     return entry.to_dict()
 
 
-@router.delete("/v1/people/{name}", response_model=schemas.RemoveResponse,
+@router.delete("/v1/people/{name:path}", response_model=schemas.RemoveResponse,
                responses={**ADMIN_ERRORS, 404: {"model": schemas.Error}}, tags=["gallery"])
 def remove(request: Request, who: Admin, name: str):
     """Forget a person and their faces (admin key)."""
