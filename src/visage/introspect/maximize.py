@@ -173,7 +173,7 @@ def maximize(
         raise VisageError(f"unknown objective {objective!r}: use 'channel' or 'neuron'")
     height, width = (size, size) if size else target.input_size
     device = torch.device(device)
-    target.net.to(device)
+    target = target.on(device)
     probe = _LayerProbe(target, info.name)
     generator = torch.Generator().manual_seed(seed)
     images, start, final = [], [], []

@@ -182,7 +182,8 @@ def collect(
 ) -> dict[str, TopK]:
     """One pass over ``image_set`` with a forward hook on every layer: returns a :class:`TopK` per layer name."""
     device = torch.device(device)
-    net = target.net.to(device)
+    target = target.on(device)
+    net = target.net
     tables = {info.name: TopK(info.channels, per_unit, device) for info in layers}
     current_items: list[torch.Tensor] = []
     hooks = _Hooks(net, layers, tables, current_items)

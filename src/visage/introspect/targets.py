@@ -7,10 +7,11 @@ makes the aligned face chips it was trained on.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,16 @@ class Inspectable:
     #: Functions fx records as one element-wise call (see :func:`visage.introspect.receptive.trace`).
     leaf_functions: tuple = ()
     _layers: dict[tuple[int, int], dict[str, LayerInfo]] = field(default_factory=dict, repr=False)
+
+    def on(self, device: str | torch.device) -> Inspectable:
+        """This model on ``device``: itself when already there, else with a copy of the network
+        moved there (the original, which an encoder may share, stays where it was)."""
+        device = torch.device(device)
+        param = next(self.net.parameters(), None)
+        current = param.device if param is not None else torch.device("cpu")
+        if current.type == device.type and (device.index is None or current.index == device.index):
+            return self
+        return replace(self, net=copy.deepcopy(self.net).to(device))
 
     def net_input(self, rgb01: torch.Tensor) -> torch.Tensor:
         """The network's input for RGB images in [0, 1]."""
