@@ -120,14 +120,22 @@ def verify(
     detector: str = "hog",
     encoder: str = DEFAULT_ENCODER,
     min_face_size: float | None = None,
+    require_live: bool = False,
 ) -> Verification:
     """Are the largest faces in ``a`` and ``b`` the same person?
 
     Returns a :class:`~visage.verification.Verification` with the distance, the threshold used, the
     decision and the calibrated probability of same. Raises
-    :class:`~visage.errors.FaceCountError` when either image has no face.
+    :class:`~visage.errors.FaceCountError` when either image has no face. With ``require_live``,
+    both images first pass the liveness check, before any matching; an attack or missing
+    evidence raises :class:`~visage.errors.SpoofError`.
     """
     images = [load_image(a), load_image(b)]
+    if require_live:
+        from .liveness import require_live as refuse_unless_live
+
+        for img in images:
+            refuse_unless_live(img)
     found = encode_batch(images, which="largest", detector=detector, encoder=encoder, min_face_size=min_face_size)
     for img, encodings in zip(images, found):
         if not encodings:

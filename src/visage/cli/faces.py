@@ -46,6 +46,8 @@ def register(sub) -> None:
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the calibrated one)")
+    p.add_argument("--require-live", action="store_true",
+                   help="refuse (exit 2) unless both photos pass the liveness check, before any matching")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_pipeline_options(p)
     p.set_defaults(run=run_verify)
@@ -87,7 +89,7 @@ def run_encode(args) -> int:
 
 def run_verify(args) -> int:
     result = api.verify(args.a, args.b, threshold=args.threshold, detector=args.detector, encoder=args.encoder,
-                        min_face_size=args.min_face)
+                        min_face_size=args.min_face, require_live=args.require_live)
     if args.json:
         print(json.dumps({"a": args.a, "b": args.b, **result.to_dict()}))
     else:

@@ -45,6 +45,8 @@ def register(sub) -> None:
     p.add_argument("--match", choices=["nearest", "mean"], default=None,
                    help="compare with each person's nearest face (default) or their mean encoding")
     p.add_argument("--claim", metavar="NAME", help="verify one claimed identity (1:1) instead of searching")
+    p.add_argument("--require-live", action="store_true",
+                   help="refuse (exit 2) unless the photo passes the liveness check, before any matching")
     _common(p)
     p.set_defaults(run=run_identify)
 
@@ -148,11 +150,11 @@ def run_identify(args) -> int:
 
     with _open(args) as gallery:
         if args.claim:
-            results = [gallery.verify(args.claim, args.photo, threshold=args.threshold)]
+            results = [gallery.verify(args.claim, args.photo, threshold=args.threshold,
+                                      require_live=args.require_live)]
         else:
-            # Liveness (`--require-live`) plugs in here as Gallery.identify(liveness=...).
             results = gallery.identify(args.photo, top=args.top, threshold=args.threshold,
-                                       match=args.match or DEFAULT_MATCH)
+                                       match=args.match or DEFAULT_MATCH, require_live=args.require_live)
     if args.json:
         print(json.dumps({"photo": args.photo, "faces": [r.to_dict() for r in results]}, indent=2))
     else:

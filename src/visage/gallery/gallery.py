@@ -35,6 +35,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 LivenessCheck = Callable[[Image, Face], bool]
 
 
+def _refuse_unless_live(img: Image) -> None:
+    """Raise SpoofError unless the photo's face passes the liveness check (imported only when asked)."""
+    from ..liveness import require_live
+
+    require_live(img)
+
+
 def default_gallery_path() -> Path:
     """``$VISAGE_HOME/gallery.db`` when VISAGE_HOME is set, else ``~/.local/share/visage/gallery.db``."""
     home = os.environ.get("VISAGE_HOME")
@@ -314,18 +321,22 @@ class Gallery:
 
     def identify(self, image: ImageSource, *, top: int = 5, threshold: float | None = None,
                  match: Match = DEFAULT_MATCH, liveness: LivenessCheck | None = None,
-                 audit: bool = True) -> list[Identification]:
+                 require_live: bool = False, audit: bool = True) -> list[Identification]:
         """Find every face in ``image`` and say who each is.
 
         Returns one :class:`Identification` per face, largest first: ``name`` is the nearest
         enrolled person when within ``threshold`` (the shipped calibration by default), else None.
         ``liveness``, when given, is asked about each face; a face it rejects gets no name. The
-        call is written to the audit log unless ``audit`` is False.
+        call is written to the audit log unless ``audit`` is False. With ``require_live``, the
+        photo must first pass :func:`visage.liveness.require_live`; an attack or missing evidence
+        raises :class:`~visage.errors.SpoofError` before any matching.
         """
         from ..api import encode
 
         self._check_encoder()
         img = load_image(image)
+        if require_live:
+            _refuse_unless_live(img)
         found = encode(img, which="all", detector=self.detector, encoder=self.encoder_key)
         if not found:
             results: list[Identification] = []
@@ -344,17 +355,20 @@ class Gallery:
         return results
 
     def verify(self, name: str, image: ImageSource, *, threshold: float | None = None,
-               audit: bool = True) -> Identification:
+               require_live: bool = False, audit: bool = True) -> Identification:
         """Is the largest face in ``image`` the enrolled person ``name``? (1:1, e.g. a claimed identity)
 
         Returns an :class:`Identification` whose ``name`` is ``name`` when the distance to that
-        person's nearest face is within the threshold, else None.
+        person's nearest face is within the threshold, else None. ``require_live`` refuses an
+        attack first, as in :meth:`identify`.
         """
         from ..api import encode
 
         self._check_encoder()
         faces = self.store.faces(name)
         img = load_image(image)
+        if require_live:
+            _refuse_unless_live(img)
         found = encode(img, which="largest", detector=self.detector, encoder=self.encoder_key)
         if not found:
             raise VisageError(f"{img.name}: no face found")
