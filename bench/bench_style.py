@@ -53,7 +53,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
     from visage.style.features import load_feature_net
     from visage.style.transfer import _resize_long, _to_pixels, _to_tensor, resolve_style_layers
 
-    net = load_feature_net(cfg["network"]).to(cfg["device"])
+    net = load_feature_net(cfg["network"], cfg["device"])
     weights = resolve_style_layers(net, None)
     content, style = _inputs(cfg)
     if cfg["device"] == "cuda":

@@ -92,10 +92,11 @@ def main() -> None:
                        "Loss in the notebook's units (4 × visage's J).")
     out.write_text(json.dumps(report, indent=2))
     pub = {(p["stage"], p["iteration"]): p["loss"] for p in published}
-    print(f"{'stage':<12} {'iter':>5} {'visage':>14} {'published':>14}")
+    v0, p0 = curve[0]["loss"] if curve else float("nan"), published[0]["loss"]
+    print(f"{'stage':<12} {'iter':>5} {'visage':>12} {'published':>12} {'visage/first':>13} {'published/first':>16}")
     for c in curve:
-        ref = pub.get((c["stage"], c["iteration"]))
-        print(f"{c['stage']:<12} {c['iteration']:>5} {c['loss']:>14.1f} {ref if ref is not None else float('nan'):>14.1f}")
+        ref = pub.get((c["stage"], c["iteration"]), float("nan"))
+        print(f"{c['stage']:<12} {c['iteration']:>5} {c['loss']:>12.4g} {ref:>12.4g} {c['loss'] / v0:>13.3f} {ref / p0:>16.3f}")
     _plot(curve, published, out.with_name(out.stem + "_plot.png"))
     print(f"wrote {out} ({seconds:.0f} s)")
 
@@ -110,10 +111,10 @@ def _plot(curve, published, path: Path) -> None:
     for data, label, style in ((curve, "visage (VGG16-HED)", "o-"), (published, "Gatys notebook (VGG19)", "s--")):
         offset = {"lowres_512": 0, "highres_800": max((d["iteration"] for d in data if d["stage"] == "lowres_512"), default=0)}
         xs = [offset[d["stage"]] + d["iteration"] for d in data]
-        ax.plot(xs, [d["loss"] for d in data], style, label=label, markersize=3)
-    ax.set_yscale("log")
+        first = data[0]["loss"]  # the networks differ, so compare shapes: loss / loss at evaluation 50
+        ax.plot(xs, [d["loss"] / first for d in data], style, label=label, markersize=3)
     ax.set_xlabel("L-BFGS evaluations (512 px, then 800 px)")
-    ax.set_ylabel("total loss (notebook units)")
+    ax.set_ylabel("loss / loss at evaluation 50")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)

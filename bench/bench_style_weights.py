@@ -50,7 +50,7 @@ def main() -> None:
             last = result.history[-1]
             rows.append(dict(style=Path(style).name, beta=beta, content=last["content"], style_term=last["style"],
                              total=last["total"], style_distance=style_distance(result.pixels, style, size=args.size,
-                                                                                network=args.network)))
+                                                                                network=args.network, device=args.device)))
             print(json.dumps(rows[-1]), flush=True)
             tiles.append(result.pixels)
         sheet_rows.append(tiles)

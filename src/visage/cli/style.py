@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=None, help="long side of the output in pixels (default 512; "
                    "with --model the input's own size)")
     p.add_argument("--content-weight", type=float, default=1.0, help="α (default 1)")
-    p.add_argument("--style-weight", type=float, default=None, help="β (default %(default)s → library default)")
+    p.add_argument("--style-weight", type=float, default=None, help="β (default 1)")
     p.add_argument("--tv-weight", type=float, default=0.0, help="total-variation weight (default 0)")
     p.add_argument("--style-layers", default=None, metavar="L:W,...",
                    help="style layers with weights λ, e.g. relu1_1:0.2,relu2_1:0.2,relu3_1:0.2 "

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ImageError, VisageError
+from ..errors import VisageError
 from ..imageio import ImageSource, load_image
 from .features import check_layers, extract, load_feature_net
 from .losses import content_cost, mean_gram, style_cost, total_variation
@@ -266,7 +266,7 @@ def train_style_model(
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
 
-    feature_net = load_feature_net(settings.network).to(settings.device)
+    feature_net = load_feature_net(settings.network, settings.device)
     weights = resolve_style_layers(feature_net, settings.style_layers or
                                    _default_fast_layers(feature_net))
     check_layers(feature_net, [settings.content_layer])

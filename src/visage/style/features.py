@@ -27,13 +27,18 @@ CHECKPOINT_PIXELS = 1_000_000
 
 
 @functools.lru_cache(maxsize=4)
-def load_feature_net(network: str = "auto") -> VGGFeatures:
-    """The feature network named ``network`` (``auto``, ``vgg16-hed`` or ``vgg19``), frozen, eval mode.
+def load_feature_net(network: str = "auto", device: str = "cpu") -> VGGFeatures:
+    """The feature network named ``network`` (``auto``, ``vgg16-hed`` or ``vgg19``) on ``device``,
+    frozen, in eval mode.
 
     ``auto`` takes torchvision's VGG19 ImageNet weights when they are in the torch cache
-    (``torch.hub.get_dir()/checkpoints``) and VGG16-HED otherwise. The result is cached and shared:
-    do not modify it. Its ``.name`` says which network it is.
+    (``torch.hub.get_dir()/checkpoints``) and VGG16-HED otherwise. The result is cached per
+    (network, device) and shared: do not modify it. Its ``.name`` says which network it is.
     """
+    return _load(network).to(device)
+
+
+def _load(network: str) -> VGGFeatures:
     if network not in NETWORKS:
         raise VisageError(f"unknown feature network {network!r}; choose from {', '.join(NETWORKS)}")
     if network == "vgg19":
@@ -80,12 +85,14 @@ def extract(net: VGGFeatures, rgb01: torch.Tensor, names, *, checkpointing: bool
     order = net.layer_names()
     last = max(order.index(n) for n in wanted)
     modules = list(net.layers.named_children())[: last + 1]
-    # Segments end at each pool, so a recomputed segment is one VGG block.
+    # A segment is one VGG block including the pool that closes it: what is kept between segments
+    # is then the pooled (4× smaller) tensor, not the block's full-resolution output.
     segments: list[list[tuple[str, nn.Module]]] = [[]]
     for name, module in modules:
-        if isinstance(module, nn.MaxPool2d) and segments[-1]:
-            segments.append([])
         segments[-1].append((name, module))
+        if isinstance(module, nn.MaxPool2d):
+            segments.append([])
+    segments = [seg for seg in segments if seg]
 
     out: dict[str, torch.Tensor] = {}
     x = net.preprocess(rgb01)

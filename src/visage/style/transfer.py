@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from ..errors import VisageError
-from ..imageio import Image, ImageSource, load_image
+from ..imageio import ImageSource, load_image
 from .features import channels, check_layers, extract, load_feature_net
 from .losses import content_cost, mean_gram, style_cost, total_variation
 
@@ -51,7 +51,7 @@ class StyleSettings:
     content_layer: str = DEFAULT_CONTENT_LAYER
     init: str = "content"
     optimizer: str = "lbfgs"
-    #: Steps (function evaluations) at the coarsest size; each finer size gets half the steps of
+    #: Steps (loss evaluations) at the coarsest size; each finer size gets half the steps of
     #: the one before it (at least ``min_fine_steps``) unless ``fine_steps`` is set.
     steps: int = 300
     fine_steps: int | None = None
@@ -130,12 +130,9 @@ class StyleResult:
     content: str
     #: One dict per step: level, size, step, content, style, tv, total (weighted terms).
     history: list[dict] = field(default_factory=list)
+    #: J of the returned image at the final size (L-BFGS: the best it evaluated; before clamping).
+    final_loss: float = float("nan")
     seconds: float = 0.0
-
-    @property
-    def final_loss(self) -> float:
-        """Total loss J at the last step."""
-        return self.history[-1]["total"] if self.history else float("nan")
 
     def metadata(self) -> dict[str, str]:
         """The PNG text chunks :meth:`save` writes."""
@@ -194,7 +191,7 @@ def stylize(
     style_imgs = [load_image(s) for s in style_list]
     init_img = load_image(init_image) if init_image is not None else None
 
-    net = load_feature_net(settings.network).to(settings.device)
+    net = load_feature_net(settings.network, settings.device)
     layer_weights = resolve_style_layers(net, settings.style_layers)
     check_layers(net, [settings.content_layer])
 
@@ -223,14 +220,14 @@ def stylize(
             else:
                 image = F.interpolate(image, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
             targets = _targets(net, content_t, style_pxs, blend, size, layer_weights, settings)
-            image = _optimise(net, image, targets, layer_weights, settings, level, size, n_steps,
-                              history, progress, callback)
+            image, final_loss = _optimise(net, image, targets, layer_weights, settings, level, size, n_steps,
+                                          history, progress, callback)
     pixels = _to_pixels(image)
     if settings.preserve_color:
         pixels = _with_content_colour(pixels, content_img.pixels)
     return StyleResult(pixels=pixels, network=net.name, settings=settings,
                        styles=[s.name for s in style_imgs], style_blend=blend, content=content_img.name,
-                       history=history, seconds=time.perf_counter() - started)
+                       history=history, final_loss=final_loss, seconds=time.perf_counter() - started)
 
 
 def resolve_style_layers(net, style_layers: dict[str, float] | None) -> dict[str, float]:
@@ -258,13 +255,13 @@ def parse_style_layers(text: str) -> dict[str, float]:
 
 
 def style_distance(image: ImageSource, style: ImageSource, *, size: int = 256, network: str = "auto",
-                   style_layers: dict[str, float] | None = None) -> float:
+                   style_layers: dict[str, float] | None = None, device: str = "cpu") -> float:
     """J_style between ``image`` and ``style`` (both resized to long side ``size``); a float."""
-    net = load_feature_net(network)
+    net = load_feature_net(network, device)
     weights = resolve_style_layers(net, style_layers)
     with torch.no_grad():
-        a = extract(net, _to_tensor(_resize_long(load_image(image).pixels, size)), list(weights))
-        s = extract(net, _to_tensor(_resize_long(load_image(style).pixels, size)), list(weights))
+        a = extract(net, _to_tensor(_resize_long(load_image(image).pixels, size), device), list(weights))
+        s = extract(net, _to_tensor(_resize_long(load_image(style).pixels, size), device), list(weights))
         return float(style_cost({k: mean_gram(v) for k, v in s.items()}, a, weights))
 
 
@@ -294,21 +291,24 @@ def _targets(net, content_t, style_pxs, blend, size, layer_weights, settings) ->
 
 def _optimise(net, image, targets: _Targets, layer_weights, settings: StyleSettings, level, size, n_steps,
               history, progress, callback) -> torch.Tensor:
+    """Run ``n_steps`` loss evaluations at one size; returns the image clamped to [0, 1].
+
+    L-BFGS runs as one ``step`` call with a strong-Wolfe line search and a budget of ``n_steps``
+    evaluations (each evaluation is a step of the progress bar, as in Gatys' notebook): without a
+    line search it overshoots badly whenever the first steps meet large gradients. Adam takes
+    ``n_steps`` steps and keeps the image in [0, 1] after each.
+    """
     from tqdm import tqdm
 
     image = image.detach().requires_grad_(True)
-    if settings.optimizer == "lbfgs":
-        history_size = 100 if image[0, 0].numel() <= LARGE_IMAGE_PIXELS else 20
-        # max_iter=1: one function evaluation per step() call, so steps count evaluations.
-        opt = torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=history_size)
-    else:
-        opt = torch.optim.Adam([image], lr=settings.lr)
     h, w = image.shape[-2:]
     bar = tqdm(total=n_steps, desc=f"style {w}×{h}", disable=not progress, leave=True, unit="step")
-    record: dict = {}
+    done = [0]
+    best: list = [None, math.inf]  # the best evaluated image and its loss
 
     def closure():
-        opt.zero_grad(set_to_none=True)
+        if done[0] >= n_steps:  # L-BFGS's line search may ask once more than the budget
+            raise _BudgetSpent
         feats = extract(net, image, targets.layers)
         j_content = content_cost(targets.content, feats[settings.content_layer])
         j_style = style_cost(targets.grams, feats, layer_weights)
@@ -316,35 +316,58 @@ def _optimise(net, image, targets: _Targets, layer_weights, settings: StyleSetti
         j_tv = total_variation(image) if settings.tv_weight else None
         if j_tv is not None:
             loss = loss + settings.tv_weight * j_tv
+        image.grad = None
         loss.backward()
-        record.update(content=settings.content_weight * j_content.item(),
-                      style=settings.style_weight * j_style.item(),
-                      tv=settings.tv_weight * j_tv.item() if j_tv is not None else 0.0,
-                      total=loss.item())
+        done[0] += 1
+        if loss.item() < best[1]:  # line-search trials can be worse than where they started
+            best[0], best[1] = image.detach().clone(), loss.item()
+        entry = {"level": level, "size": size, "step": done[0],
+                 "content": settings.content_weight * j_content.item(),
+                 "style": settings.style_weight * j_style.item(),
+                 "tv": settings.tv_weight * j_tv.item() if j_tv is not None else 0.0, "total": loss.item()}
+        _report(entry)
         return loss
 
+    def _report(entry):
+        history.append(entry)
+        bar.set_postfix(content=f"{entry['content']:.3g}", style=f"{entry['style']:.3g}",
+                        tv=f"{entry['tv']:.3g}", total=f"{entry['total']:.4g}", refresh=False)
+        bar.update(1)
+        if callback is not None:
+            callback(entry)
+        step = entry["step"]
+        if settings.save_every and step % settings.save_every == 0:
+            frame = Path(settings.frames_dir) / f"level{level}_{w}x{h}_step{step:05d}.png"
+            save_png(_to_pixels(image), frame, {"visage:step": str(step), "visage:loss": f"{entry['total']:.6g}"})
+        if not math.isfinite(entry["total"]):
+            raise VisageError(f"the loss became {entry['total']} at step {step}; lower the learning "
+                              "rate or the style weight")
+
     try:
-        for step in range(1, n_steps + 1):
-            opt.step(closure)
-            if settings.optimizer == "adam":
+        if settings.optimizer == "lbfgs":
+            history_size = 100 if image[0, 0].numel() <= LARGE_IMAGE_PIXELS else 20
+            opt = torch.optim.LBFGS([image], lr=1.0, max_iter=n_steps, max_eval=n_steps, history_size=history_size,
+                                    tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+            try:
+                opt.step(closure)
+            except _BudgetSpent:
+                pass
+        else:
+            opt = torch.optim.Adam([image], lr=settings.lr)
+            for _ in range(n_steps):
+                opt.step(closure)
                 with torch.no_grad():
                     image.clamp_(0, 1)
-            entry = {"level": level, "size": size, "step": step, **record}
-            history.append(entry)
-            bar.set_postfix(content=f"{record['content']:.3g}", style=f"{record['style']:.3g}",
-                            tv=f"{record['tv']:.3g}", total=f"{record['total']:.4g}", refresh=False)
-            bar.update(1)
-            if callback is not None:
-                callback(entry)
-            if settings.save_every and step % settings.save_every == 0:
-                frame = Path(settings.frames_dir) / f"level{level}_{w}x{h}_step{step:05d}.png"
-                save_png(_to_pixels(image), frame, {"visage:step": str(step), "visage:loss": f"{record['total']:.6g}"})
-            if not math.isfinite(record["total"]):
-                raise VisageError(f"the loss became {record['total']} at step {step}; lower the learning "
-                                  "rate or the style weight")
     finally:
         bar.close()
-    return image.detach().clamp_(0, 1)
+    if settings.optimizer == "lbfgs" and best[0] is not None:
+        # L-BFGS may stop on an unevaluated trial point: return the best image it evaluated.
+        return best[0].clamp_(0, 1), best[1]
+    return image.detach().clamp_(0, 1), history[-1]["total"]
+
+
+class _BudgetSpent(Exception):
+    """Raised inside the closure to stop L-BFGS when the evaluation budget is used."""
 
 
 def _blend_weights(style_blend, n: int) -> list[float]:
