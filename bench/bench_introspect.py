@@ -5,13 +5,13 @@ made once into a temporary folder. Both contenders find the 9 best units × 9 be
 conv1_2, conv3_3 and conv5_3 on every image resized to ``--size`` px, and cut the patches:
 
 - visage: :func:`visage.introspect.top_patches`: forward hooks on all three layers, batches of
-  32, a bounded top-k table per unit, one pass;
+  16, a bounded top-k table per unit, one pass;
 - naive: for each layer, for each image, ``VGGFeatures.extract(x, [layer])`` (one image at a time,
   stopping at that layer), every unit's maximum per image kept in a list, sorted at the end.
 
 Each run is a fresh subprocess, so its peak resident memory (VmHWM) is its own; the memory held
-above the process's state after loading the model is reported too. visage is also run on a
-quarter of the folder, to show that its memory does not grow with the number of images.
+above the process's state after loading the model is reported too. Both also run on a quarter
+of the folder, to show how memory grows with the number of images.
 
     .venv/bin/python bench/bench_introspect.py [--images 1000] [--size 64] [--threads 1]
 
@@ -79,7 +79,7 @@ def memory() -> dict[str, int]:
 def run_visage(target, files: list[str], size: int) -> None:
     from visage.introspect import top_patches
 
-    top_patches(target, LAYERS, files, units=9, per_unit=9, image_size=size, batch_size=32, progress=False)
+    top_patches(target, LAYERS, files, units=9, per_unit=9, image_size=size, batch_size=16, progress=False)
 
 
 def run_naive(target, files: list[str], size: int) -> None:
@@ -147,18 +147,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = make_folder(Path(tmp), args.images)
         runs = []
-        for method, count in [("visage", args.images // 4), ("visage", args.images), ("naive", args.images)]:
+        plan = [("visage", args.images // 4), ("visage", args.images), ("naive", args.images // 4),
+                ("naive", args.images)]
+        for method, count in plan:
             print(f"{method} on {count} images ...", flush=True)
             out = subprocess.run([sys.executable, __file__, "--size", str(args.size), "--threads", str(args.threads),
                                   "--child", method, tmp, str(count)], capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print("  ", runs[-1], flush=True)
-    visage_full = runs[1]
-    naive = runs[2]
+    visage_full, naive = runs[1], runs[3]
     ratios = {
         "speedup_images_per_second": visage_full["images_per_second"] / naive["images_per_second"],
+        "speedup_cpu_seconds": naive["cpu_seconds"] / visage_full["cpu_seconds"],
         "naive_over_visage_memory_above_model": naive["peak_above_model_mb"] / max(visage_full["peak_above_model_mb"], 1e-3),
         "visage_memory_growth_quarter_to_full_mb": visage_full["peak_above_model_mb"] - runs[0]["peak_above_model_mb"],
+        "naive_memory_growth_quarter_to_full_mb": naive["peak_above_model_mb"] - runs[2]["peak_above_model_mb"],
     }
     for key, value in ratios.items():
         print(f"{key}: {value:.2f}")

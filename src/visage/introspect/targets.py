@@ -86,14 +86,20 @@ class Inspectable:
         return info
 
     def default_layers(self) -> list[str]:
-        """An early, a middle and the last convolution: a short tour from edges to parts."""
-        convs = [k for k, v in self.layers().items() if v.kind == "Conv2d" and v.field is not None]
-        if not convs:
-            convs = [k for k, v in self.layers().items() if v.field is not None and len(v.shape) == 4]
-        if not convs:
+        """An early, a middle and the last layer: a short tour from edges to parts.
+
+        Chosen among the network's top-level blocks when it has several (Inception-style nets),
+        else among its convolutions.
+        """
+        spatial = {k: v for k, v in self.layers().items() if v.field is not None and v.exact and len(v.shape) == 4
+                   and not v.field.whole_image}
+        top_level = [k for k in spatial if "." not in k and "@" not in k]
+        picks = top_level if len(top_level) >= 6 else [k for k, v in spatial.items() if v.kind == "Conv2d"]
+        picks = picks or list(spatial)
+        if not picks:
             raise VisageError(f"{self.name} has no convolutional layer to inspect")
-        picks = [convs[min(1, len(convs) - 1)], convs[len(convs) // 2], convs[-1]]
-        return list(dict.fromkeys(picks))
+        chosen = [picks[min(1, len(picks) - 1)], picks[len(picks) // 2], picks[-1]]
+        return list(dict.fromkeys(chosen))
 
 
 def _short_names(layers: dict[str, LayerInfo]) -> list[str]:
