@@ -45,7 +45,6 @@ from visage.liveness.simulate import simulate_attack, simulate_live_capture  # n
 
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
-CACHE = Path.home() / ".cache" / "visage" / "liveness_train_features.npz"
 #: Silent-Face's published decisions on the same stills (reference_outputs/*_result.jpg, MANIFEST.tsv).
 SILENT_FACE = {"silentface_image_T1.jpg": "live", "silentface_image_F1.jpg": "attack",
                "silentface_image_F2.jpg": "attack", "hyperfas_fake_screen.png": "attack"}
@@ -56,7 +55,7 @@ class SingleCue:
 
     def __init__(self, prefix: str, data: dict):
         from sklearn.linear_model import LogisticRegression
-        from train_liveness import TEST_HOLDOUT, by_label, eer_threshold, out_of_fold
+        from train_liveness import TEST_HOLDOUT, eer_threshold, out_of_fold
 
         self.columns = [i for i, n in enumerate(feature_names()) if n.startswith(prefix)]
         keep = ~np.isin(data["group"], TEST_HOLDOUT)
@@ -67,7 +66,6 @@ class SingleCue:
             (X - self.mean) / self.scale, live)
         oof = out_of_fold(data["X"][keep][:, self.columns], live, groups, 0.3)
         self.threshold = eer_threshold(oof, labels)
-        del by_label
 
     def score(self, pixels: np.ndarray) -> float | None:
         faces = visage.detect(pixels, landmarks68=False)
@@ -183,6 +181,8 @@ def active_checks() -> dict:
 
 def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    from train_liveness import DEFAULT_CACHE as CACHE
+
     peers = {}
     if CACHE.is_file():
         data = dict(np.load(CACHE, allow_pickle=False))

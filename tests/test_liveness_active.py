@@ -147,10 +147,13 @@ def test_homography_residual_is_zero_for_an_exact_homography():
 
 @pytest.fixture(scope="module")
 def flat_photo_clip(shared_data):
-    """A rendered clip: a real face photo on a flat sheet, turned in perspective before a camera."""
+    """A rendered clip: a real face photo on a flat sheet, turned in perspective before a camera.
+
+    The face is well resolved (about 250 px wide), as before a door camera. With blurrier faces the
+    landmark jitter approaches the threshold (see docs/liveness.md)."""
     from visage.imageio import load_image
 
-    photo = load_image(next((shared_data / "faces" / "openface__clapton").iterdir())).pixels
+    photo = load_image(shared_data / "faces" / "facerec__obama" / "obama.jpg").pixels
     h, w = photo.shape[:2]
     frames = []
     corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
@@ -170,3 +173,38 @@ def test_rendered_clip_of_a_flat_photo_fails_planarity(flat_photo_clip):
     result = planarity(track.landmarks, track.poses)
     assert result.pairs > 0, "the turning sheet should give views far enough apart"
     assert result.planar is True, result
+
+
+def test_fused_check_refuses_the_flat_photo_clip(flat_photo_clip):
+    from visage.liveness import check
+
+    result = check(flat_photo_clip, fps=10)
+    assert result.evidence["planarity"]["planar"] is True
+    assert result.evidence["planarity"]["llr"] < 0
+    assert result.live is False, result.reason
+
+
+def test_too_few_frames_is_insufficient_evidence(flat_photo_clip):
+    from visage.liveness import check
+
+    result = check(flat_photo_clip[:4])
+    assert result.live is None and result.score is None
+    assert "too few frames" in result.reason
+
+
+def test_cli_on_a_video_file_of_the_flat_photo(flat_photo_clip, tmp_path, capsys):
+    import json
+
+    from visage.cli import main
+
+    path = tmp_path / "flat.mp4"
+    h, w = flat_photo_clip[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+    for frame in flat_photo_clip:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    assert main(["liveness", str(path), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["decision"] == "attack"
+    assert out["evidence"]["frames"]["total"] == len(flat_photo_clip)
+    assert out["evidence"]["planarity"]["planar"] is True

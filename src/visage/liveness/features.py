@@ -45,8 +45,8 @@ def feature_names() -> list[str]:
     return names
 
 
-def face_crop(pixels: np.ndarray, box: Box, scale: float = 1.3) -> np.ndarray:
-    """The square region around ``box`` grown by ``scale``, padded by edge replication at borders."""
+def face_crop(pixels: np.ndarray, box: Box, scale: float = 1.3, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+    """The square region around ``box`` grown by ``scale``, padded with ``border`` beyond the image."""
     cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
     side = max(2, int(round(max(box.width, box.height) * scale)))
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
@@ -54,7 +54,7 @@ def face_crop(pixels: np.ndarray, box: Box, scale: float = 1.3) -> np.ndarray:
     h, w = pixels.shape[:2]
     pad = max(0, -x0, -y0, x1 - w, y1 - h)
     if pad:
-        pixels = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        pixels = cv2.copyMakeBorder(pixels, pad, pad, pad, pad, border, value=0)
         x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
     return pixels[y0:y1, x0:x1]
 
@@ -66,15 +66,18 @@ def face_features(pixels: np.ndarray, box: Box) -> np.ndarray:
                       else cv2.INTER_LINEAR)
     side = min(region.shape[0], NATIVE_MAX)
     native = cv2.resize(region, (side, side), interpolation=cv2.INTER_AREA) if side != region.shape[0] else region
-    context = cv2.resize(face_crop(pixels, box, 3.0), (192, 192), interpolation=cv2.INTER_AREA)
+    # The wide context, with a mask of what lies inside the image: padding must not look like a frame.
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    wide = cv2.resize(face_crop(rgba, box, 2.5, cv2.BORDER_CONSTANT), (192, 192), interpolation=cv2.INTER_AREA)
+    context, inside = wide[..., :3], wide[..., 3] == 255
     parts = [
         _colour_texture(crop),
         _frequency(native),
-        _speculars(crop, context),
+        _speculars(crop, context, inside),
         _sharpness(native),
         _halftone(native),
         _colour(crop),
-        _frame_edges(context),
+        _frame_edges(context, inside),
     ]
     return np.concatenate([np.asarray(p, np.float64).ravel() for p in parts])
 
@@ -151,7 +154,7 @@ def _halftone(native: np.ndarray) -> np.ndarray:
 
 # --- highlights, sharpness, colour -----------------------------------------------------------------
 
-def _speculars(crop: np.ndarray, context: np.ndarray) -> np.ndarray:
+def _speculars(crop: np.ndarray, context: np.ndarray, inside: np.ndarray) -> np.ndarray:
     hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV).astype(np.float32) / 255.0
     s, v = hsv[..., 1], hsv[..., 2]
     mask = (v > 0.85) & (s < 0.25)
@@ -160,7 +163,7 @@ def _speculars(crop: np.ndarray, context: np.ndarray) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
     blob = stats[1:, cv2.CC_STAT_AREA].max() / mask.size if count > 1 else 0.0
     chsv = cv2.cvtColor(context, cv2.COLOR_RGB2HSV).astype(np.float32) / 255.0
-    context_fraction = ((chsv[..., 2] > 0.9) & (chsv[..., 1] < 0.2)).mean()
+    context_fraction = ((chsv[..., 2] > 0.9) & (chsv[..., 1] < 0.2))[inside].mean() if inside.any() else 0.0
     return np.array([np.sqrt(fraction), top, np.sqrt(blob), np.sqrt(context_fraction)])
 
 
@@ -188,13 +191,15 @@ def _colour(crop: np.ndarray) -> np.ndarray:
 
 # --- frame edges -----------------------------------------------------------------------------------
 
-def _frame_edges(context: np.ndarray) -> np.ndarray:
-    """Long straight edges in the wide context around the face, away from the face itself."""
+def _frame_edges(context: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Long straight edges in the wide context around the face, away from the face itself and
+    from the image's own border."""
     grey = cv2.cvtColor(context, cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(cv2.GaussianBlur(grey, (0, 0), 1.0), 40, 120)
     n = grey.shape[0]
-    # Blank the face (the middle third): its own contours are not a frame.
-    edges[n // 3: 2 * n // 3, n // 3: 2 * n // 3] = 0
+    edges[~cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] = 0
+    # Blank the face (the middle part): its own contours are not a frame.
+    edges[int(n * 0.3): int(n * 0.7), int(n * 0.3): int(n * 0.7)] = 0
     lines = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=40, minLineLength=int(0.25 * n), maxLineGap=4)
     segments = np.zeros((0, 4)) if lines is None else np.asarray(lines, np.float64).reshape(-1, 4)
     lengths = np.hypot(segments[:, 2] - segments[:, 0], segments[:, 3] - segments[:, 1]) / n
@@ -202,8 +207,8 @@ def _frame_edges(context: np.ndarray) -> np.ndarray:
     longest = float(lengths.max()) if len(lengths) else 0.0
     straightness = float(lengths.sum() / (edges.astype(bool).sum() / n + 1e-6)) if len(lengths) else 0.0
     # A bezel or a sheet edge is a step in brightness between a band around the face and the outside.
-    inner = grey[n // 6: 5 * n // 6, n // 6: 5 * n // 6].astype(np.float32)
-    outer_mask = np.ones_like(grey, bool)
-    outer_mask[n // 6: 5 * n // 6, n // 6: 5 * n // 6] = False
-    contrast = abs(float(inner.mean()) - float(grey[outer_mask].mean())) / 255.0
+    band = np.zeros_like(inside)
+    band[n // 6: 5 * n // 6, n // 6: 5 * n // 6] = True
+    inner, outer = grey[band & inside], grey[~band & inside]
+    contrast = abs(float(inner.mean()) - float(outer.mean())) / 255.0 if len(inner) and len(outer) else 0.0
     return np.array([long_lines, longest, min(straightness, 5.0), contrast])

@@ -4,7 +4,10 @@ The score is a probability of "live" built as a sum of log-likelihood ratios (na
 priors), each cue adding the evidence it has:
 
 * **passive** — the trained model's log-odds, shifted so that its operating threshold sits at 0
-  (for a frame sequence: the median over up to :data:`PASSIVE_FRAMES` frames);
+  (for a frame sequence: the median over up to :data:`PASSIVE_FRAMES` frames), and clipped to
+  ±:data:`PASSIVE_LLR_CAP`: the model learnt from simulated attacks, and its confidence does not
+  carry over to real ones (it scores real screen replays 0.99 live), so it may not outvote the
+  physical evidence of planarity or a failed challenge;
 * **planarity** — landmarks that follow one homography across views that differ
   enough (see :func:`visage.liveness.active.planarity`): :data:`LLR_PLANAR` (strong: a real head cannot do that); a clearly
   non-planar motion: :data:`LLR_NOT_PLANAR` (weak: a replayed video of a real head is not
@@ -41,6 +44,7 @@ MIN_FACE_PIXELS = 60
 #: Fewest frames with a face for a sequence to count as one.
 MIN_FRAMES = 10
 PASSIVE_FRAMES = 5
+PASSIVE_LLR_CAP = 4.0
 LLR_PLANAR = -6.0
 LLR_NOT_PLANAR = 1.0
 LLR_BLINK = 1.5
@@ -111,7 +115,7 @@ def check_image(pixels: np.ndarray, source: str = "<image>", model: PassiveModel
     model = model or load_model()
     result = passive_check(pixels, face, model)
     evidence["passive"] = {**result.to_dict(), "model_threshold": round(model.threshold, 4),
-                           "llr": result.logit - model.threshold}
+                           "llr": _passive_llr(result.logit, model)}
     return _decide(evidence, source)
 
 
@@ -154,7 +158,11 @@ def _passive_over_frames(frames, track: active.FrameTrack, model: PassiveModel) 
         logits.append(passive_check(frames[i], face, model).logit)
     median = float(np.median(logits))
     return {"logits": [round(v, 4) for v in logits], "frames": picks, "model_threshold": round(model.threshold, 4),
-            "probability": round(1.0 / (1.0 + math.exp(-median)), 4), "llr": median - model.threshold}
+            "probability": round(1.0 / (1.0 + math.exp(-median)), 4), "llr": _passive_llr(median, model)}
+
+
+def _passive_llr(logit: float, model: PassiveModel) -> float:
+    return float(np.clip(logit - model.threshold, -PASSIVE_LLR_CAP, PASSIVE_LLR_CAP))
 
 
 def _planarity_evidence(track: active.FrameTrack) -> dict:

@@ -6,8 +6,9 @@ the attack rather than a generic augmentation:
 * **print** — the photo is squeezed into a CMYK gamut, halftoned (clustered dots at the classic
   screen angles, or stochastic dither as inkjets do), laid on paper with its own texture and tint,
   given a gloss highlight, bent, and held in front of the camera in perspective;
-* **replay** — the photo is shown on a screen: display gamma and backlight, an RGB subpixel grid,
-  a bezel around the active area, glare and reflections, held in perspective.
+* **replay** — the photo is shown on a screen: display gamma and backlight, an RGB subpixel grid
+  (coarse displays) or the moiré fringes a fine one leaves, a bezel around the active area, glare
+  and reflections, held in perspective.
 
 Both then go through :func:`recapture`, the camera: aliasing from an optical low-pass that is too
 weak, defocus or motion blur, white balance, sensor noise and JPEG. :func:`simulate_live_capture`
@@ -68,10 +69,15 @@ def simulate_replay(image: np.ndarray, rng: np.random.Generator | None = None,
     """A photo of a screen showing ``image`` (RGB uint8), held before a camera; returns RGB uint8."""
     rng = rng or np.random.default_rng()
     photo = _to_float(image)
-    screen_pixels = int(rng.uniform(250, 500))      # display pixels across the shown photo
-    photo = _resize(photo, screen_pixels / photo.shape[1])
-    emitted = _display_response(photo, rng)
-    panel = _subpixel_grid(emitted, rng)
+    if rng.random() < 0.35:
+        # A coarse display (an old monitor, a low-DPI tablet): its pixel grid reaches the camera.
+        photo = _resize(photo, rng.uniform(250, 500) / photo.shape[1])
+        panel = _subpixel_grid(_display_response(photo, rng), rng)
+    else:
+        # A modern phone or tablet: far more pixels than the camera resolves, so the grid itself is
+        # averaged away and survives only as moiré fringes, where it beats against the sensor.
+        photo = _resize(photo, rng.uniform(700, 1100) / photo.shape[1])
+        panel = _moire(_display_response(photo, rng), rng)
     panel = _glare(panel, rng, background)
     device, pad = _bezel(panel, rng)
     scene = _place_in_scene(device, _inset(face_box, pad / panel.shape[1], pad / panel.shape[0]), rng,
@@ -225,6 +231,22 @@ def _subpixel_grid(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     grid = np.tile(mask, (h, w, 1))
     # Light spreads through the diffuser, so the stripes are not fully dark between them.
     return big * (0.25 + 0.75 * grid) * 1.6
+
+
+def _moire(panel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Interference fringes between a fine pixel grid and the camera's sensor: a slow beat pattern,
+    with a phase that differs per colour channel (subpixels sit side by side)."""
+    h, w = panel.shape[:2]
+    period = rng.uniform(0.015, 0.08) * w          # tens of camera pixels once projected
+    angle = rng.uniform(0, np.pi)
+    u = (np.cos(angle) * np.arange(w)[None, :] + np.sin(angle) * np.arange(h)[:, None]) * (2 * np.pi / period)
+    strength = rng.uniform(0.01, 0.07)
+    phases = rng.uniform(0, 2 * np.pi, 3) if rng.random() < 0.6 else np.zeros(3)
+    fringes = np.stack([np.cos(u + p) for p in phases], axis=2).astype(np.float32)
+    if rng.random() < 0.5:  # a second beat across the first: the crossed pattern of a 2-D grid
+        v = (-np.sin(angle) * np.arange(w)[None, :] + np.cos(angle) * np.arange(h)[:, None]) * (2 * np.pi / (period * rng.uniform(0.7, 1.4)))
+        fringes = 0.6 * fringes + 0.4 * np.cos(v)[..., None].astype(np.float32)
+    return panel * (1.0 + strength * fringes) * rng.uniform(0.9, 1.0)
 
 
 def _glare(panel: np.ndarray, rng: np.random.Generator, background: np.ndarray | None) -> np.ndarray:
