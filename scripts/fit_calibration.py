@@ -30,7 +30,10 @@ def main() -> None:
               f"{Path(args.pairs).name}; threshold = middle of the fewest-errors interval")
     cal = fit_calibration(distances, same, encoder=name, source=source)
     table = json.loads(TABLE.read_text())
-    table[name] = {k: v for k, v in vars(cal).items() if k != "encoder"}
+    # The open-set threshold is chosen by bench/bench_gallery_accuracy.py, not here: keep it.
+    kept = {k: table.get(name, {}).get(k) for k in ("identify_threshold", "identify_source")}
+    table[name] = {k: v for k, v in vars(cal).items() if k != "encoder" and v not in (None, "")}
+    table[name].update({k: v for k, v in kept.items() if v})
     TABLE.write_text(json.dumps(table, indent=2) + "\n")
     print(f"{name}: threshold {cal.threshold}, slope {cal.slope}, intercept {cal.intercept}")
     print(f"accuracy at that threshold {accuracy(distances, same, cal.threshold):.4f}, "

@@ -28,7 +28,9 @@ def test_calibrated_probability_is_monotone_and_crosses_half_near_the_threshold(
     cal = fit_calibration(distances, same, encoder="test")
     p = cal.probability(np.array([0.2, 0.5, cal.threshold, 0.8, 1.0]))
     assert np.all(np.diff(p) < 0)
-    assert abs(cal.probability(cal.threshold) - 0.5) < 0.1
+    crossing = -cal.intercept / cal.slope  # where P(same) = 0.5
+    assert abs(crossing - cal.threshold) < 0.05
+    assert cal.probability(0.3) > 0.99 and cal.probability(1.0) < 0.01  # clear cases are confident
     assert 0.55 < cal.threshold < 0.7
     result = decide(np.zeros(4), np.array([0.3, 0, 0, 0]), cal)
     assert result.same and result.distance == pytest.approx(0.3) and result.threshold == cal.threshold

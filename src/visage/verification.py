@@ -26,6 +26,16 @@ class Calibration:
     slope: float
     intercept: float
     source: str = ""
+    #: Threshold for identification against a gallery (open set). A stranger is compared with
+    #: everyone enrolled, so the nearest stranger is closer than a typical different-person pair:
+    #: the 1:1 threshold would accept strangers too often. None means "use ``threshold``".
+    identify_threshold: float | None = None
+    identify_source: str = ""
+
+    @property
+    def open_set_threshold(self) -> float:
+        """The threshold for "is this anyone enrolled?" decisions."""
+        return self.threshold if self.identify_threshold is None else self.identify_threshold
 
     def probability(self, distance: float | np.ndarray) -> float | np.ndarray:
         """Calibrated probability that a pair at ``distance`` is the same person."""
@@ -97,13 +107,19 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
 def fit_calibration(distances: np.ndarray, same: np.ndarray, encoder: str, source: str = "") -> Calibration:
     """Fit the threshold (fewest errors) and the logistic curve on labelled pair distances."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
 
     distances = np.asarray(distances, np.float64)
     same = np.asarray(same, bool)
     if same.all() or not same.any():
         raise VisageError("calibration needs both same-person and different-person pairs")
     threshold = best_threshold(distances, same)
-    model = LogisticRegression(C=1.0).fit(distances[:, None], same.astype(int))
+    # The penalty is chosen by cross-validated log-loss: a fixed C=1 flattens the curve on
+    # well-separated pairs, leaving P(same) near 0.5 for clear cases.
+    folds = int(min(10, same.sum(), (~same).sum()))
+    search = GridSearchCV(LogisticRegression(), {"C": [1.0, 10.0, 100.0, 1e3, 1e4]}, cv=max(folds, 2),
+                          scoring="neg_log_loss").fit(distances[:, None], same.astype(int))
+    model = search.best_estimator_
     slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
     return Calibration(encoder=encoder, threshold=round(threshold, 4), slope=round(slope, 4),
                        intercept=round(intercept, 4), source=source)

@@ -295,8 +295,8 @@ class Gallery:
         return self._search
 
     def threshold(self) -> float:
-        """The decision threshold: the shipped calibration of this gallery's encoder."""
-        return self._calibration(self.encoder.name).threshold
+        """The identification threshold: the shipped open-set calibration of this gallery's encoder."""
+        return self._calibration(self.encoder.name).open_set_threshold
 
     def search(self, encodings: np.ndarray, *, top: int = 5, threshold: float | None = None,
                match: Match = DEFAULT_MATCH) -> list[Identification]:
@@ -309,7 +309,7 @@ class Gallery:
         if bound is not None and encodings.shape[1] != bound[1]:
             raise GalleryError(f"probe encodings have {encodings.shape[1]} values, the gallery holds {bound[1]}")
         calibration = self._calibration(bound[0] if bound else self.encoder.name)
-        t = calibration.threshold if threshold is None else float(threshold)
+        t = calibration.open_set_threshold if threshold is None else float(threshold)
         out = []
         hits_per_row = self._searcher().search(encodings, max(top, 1), match) if bound else [[] for _ in encodings]
         for hits in hits_per_row:
