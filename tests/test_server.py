@@ -254,6 +254,10 @@ def test_enrol_identify_and_manage_people(server, photos):
     renamed = client.patch("/v1/people/Barack Obama", headers=server["admin"], json={"new_name": "Obama"})
     assert renamed.status_code == 200 and renamed.json()["name"] == "Obama"
     assert post_image(server, "/v1/identify", photos["obama3"]).json()["faces"][0]["name"] == "Obama"
+    slashed = client.patch("/v1/people/Obama", headers=server["admin"], json={"new_name": "Obama/44"})
+    assert slashed.status_code == 200
+    assert client.get("/v1/people/Obama/44", headers=server["user"]).json()["faces"] == 2  # names may hold '/'
+    assert client.patch("/v1/people/Obama/44", headers=server["admin"], json={"new_name": "Obama"}).status_code == 200
     client.post("/v1/enroll", headers=server["admin"], data={"name": "Biden"},
                 files=[("photos", ("biden.jpg", photos["biden"], "image/jpeg"))])
     taken = client.patch("/v1/people/Biden", headers=server["admin"], json={"new_name": "Obama"})
