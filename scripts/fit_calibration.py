@@ -34,7 +34,9 @@ def main() -> None:
     kept = {k: table.get(name, {}).get(k) for k in ("identify_threshold", "identify_source")}
     table[name] = {k: v for k, v in vars(cal).items() if k != "encoder" and v not in (None, "")}
     table[name].update({k: v for k, v in kept.items() if v})
-    TABLE.write_text(json.dumps(table, indent=2) + "\n")
+    tmp = TABLE.with_suffix(".tmp")  # readers never see a half-written table
+    tmp.write_text(json.dumps(table, indent=2) + "\n")
+    tmp.replace(TABLE)
     print(f"{name}: threshold {cal.threshold}, slope {cal.slope}, intercept {cal.intercept}")
     print(f"accuracy at that threshold {accuracy(distances, same, cal.threshold):.4f}, "
           f"10-fold cross-validated {cross_validated_accuracy(distances, same):.4f}")

@@ -125,3 +125,14 @@ def test_batch_equals_one_by_one(shared_data):
         single = visage.encode(path)
         assert len(got) == len(single) == 1
         np.testing.assert_allclose(got[0].encoding, single[0].encoding, atol=1e-5)
+
+
+def test_threads_share_the_models_safely(shared_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [shared_data / "faces/facerec__obama/obama2.jpg", shared_data / "faces/facerec__biden/biden.jpg"] * 4
+    expected = [visage.encode(p, encoder="dlib")[0].encoding for p in paths[:2]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda p: visage.encode(p, encoder="dlib"), paths))
+    for i, found in enumerate(results):
+        np.testing.assert_allclose(found[0].encoding, expected[i % 2], atol=1e-6)

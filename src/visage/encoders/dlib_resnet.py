@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..faces.align import dlib_chips
@@ -23,6 +25,7 @@ class DlibResNetEncoder:
         import dlib
 
         self._net = dlib.face_recognition_model_v1(str(model_path("dlib_resnet_encoder")))
+        self._lock = threading.Lock()  # dlib's networks keep working memory: one caller at a time
 
     def chips(self, image: Image, faces: list[Face]) -> np.ndarray:
         return dlib_chips(image.pixels, faces, CHIP_SIZE, CHIP_PADDING)
@@ -30,5 +33,6 @@ class DlibResNetEncoder:
     def encode_chips(self, chips: np.ndarray) -> np.ndarray:
         if len(chips) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        descriptors = self._net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+        with self._lock:
+            descriptors = self._net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.asarray([np.asarray(d) for d in descriptors], dtype=np.float32)

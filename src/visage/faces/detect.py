@@ -51,9 +51,11 @@ class HogDetector:
 
         self._detector = dlib.get_frontal_face_detector()
         self._threshold = threshold
+        self._lock = threading.Lock()  # dlib's models keep working memory: one caller at a time
 
     def detect_raw(self, pixels: np.ndarray) -> list[RawDetection]:
-        rects, scores, _ = self._detector.run(pixels, 0, self._threshold)
+        with self._lock:
+            rects, scores, _ = self._detector.run(pixels, 0, self._threshold)
         return [((r.left(), r.top(), r.right(), r.bottom()), float(s)) for r, s in zip(rects, scores)]
 
 
@@ -67,9 +69,11 @@ class MmodDetector:
         import dlib
 
         self._detector = dlib.cnn_face_detection_model_v1(str(model_path("dlib_mmod_detector")))
+        self._lock = threading.Lock()
 
     def detect_raw(self, pixels: np.ndarray) -> list[RawDetection]:
-        found = self._detector(pixels, 0)
+        with self._lock:
+            found = self._detector(pixels, 0)
         return [((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence))
                 for d in found]
 

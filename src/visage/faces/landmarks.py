@@ -11,6 +11,8 @@ from ..models import model_path
 from .types import Box
 
 _lock = threading.Lock()
+#: dlib's shape predictors are not safe to call from two threads at once.
+_call_locks = {5: threading.Lock(), 68: threading.Lock()}
 
 
 @functools.cache
@@ -36,5 +38,7 @@ def to_dlib_rect(box: Box):
 
 def locate(pixels: np.ndarray, box: Box, points: int) -> np.ndarray:
     """Landmarks of the face in ``box``: (points, 2) float32 (x, y)."""
-    shape = predictor(points)(pixels, to_dlib_rect(box))
+    model = predictor(points)
+    with _call_locks[points]:
+        shape = model(pixels, to_dlib_rect(box))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
