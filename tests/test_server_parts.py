@@ -108,3 +108,7 @@ def test_encrypted_store_round_trip(tmp_path):
         EncryptedStore(tmp_path / "g.db", "guess")
     with pytest.raises(GalleryError, match="set VISAGE_GALLERY_KEY"):
         open_encrypted_or_plain(tmp_path / "g.db", None)
+    # The CLI opens galleries as plain stores: it refuses rather than match against ciphertext.
+    from visage.cli import main
+
+    assert main(["people", "list", "--gallery", str(tmp_path / "g.db")]) == 2

@@ -28,6 +28,8 @@ from .types import FaceRecord, Person, StoredFace
 
 #: ``PRAGMA application_id`` of a visage gallery ("VSGL"), so foreign SQLite files are refused.
 APPLICATION_ID = 0x5653474C
+#: Meta key present only in galleries whose encodings are encrypted.
+ENCRYPTION_SALT_KEY = "encryption_salt"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -146,6 +148,9 @@ def _record_from_row(encoding: bytes, sha: str, source: str, box: str | None, lm
 class SQLiteStore:
     """A gallery in one SQLite file (WAL journal, one transaction per enrolled person)."""
 
+    #: Whether this store encrypts encodings (see visage.server.crypto); a plain store refuses encrypted files.
+    encrypted = False
+
     def __init__(self, path: str | os.PathLike, *, create: bool = True):
         self.path = Path(path).expanduser()
         self.location = str(self.path)
@@ -158,7 +163,11 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            self._check_or_create(exists)
+            try:
+                self._check_or_create(exists)
+            except GalleryError:
+                self._db.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
 
@@ -194,6 +203,9 @@ class SQLiteStore:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
                 raise GalleryError(f"{self.path}: damaged visage gallery ({result})")
+            if not self.encrypted and self._meta(ENCRYPTION_SALT_KEY) is not None:
+                raise GalleryError(f"{self.path}: its encodings are encrypted; set VISAGE_GALLERY_KEY to the key "
+                                   "that made it and use `visage serve`")
             if self._meta("gallery_id") is None:  # galleries made before ids existed get one
                 with self._write():
                     db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))

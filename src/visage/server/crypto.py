@@ -23,10 +23,10 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import GalleryError
-from ..gallery.store import Changes, Cursor, SQLiteStore
+from ..gallery.store import ENCRYPTION_SALT_KEY, Changes, Cursor, SQLiteStore
 from ..gallery.types import FaceRecord, StoredFace
 
-_SALT_KEY, _CHECK_KEY = "encryption_salt", "encryption_check"
+_SALT_KEY, _CHECK_KEY = ENCRYPTION_SALT_KEY, "encryption_check"
 _CHECK_MESSAGE = b"visage gallery encryption key check v1"
 _TWEAK = bytes(16)
 
@@ -38,13 +38,10 @@ def _derive(passphrase: str, salt: bytes) -> tuple[bytes, bytes]:
     return material[:64], material[64:]
 
 
-def is_encrypted(store: SQLiteStore) -> bool:
-    """Whether ``store``'s encodings were written encrypted."""
-    return store._meta(_SALT_KEY) is not None
-
-
 class EncryptedStore(SQLiteStore):
     """An SQLite gallery whose encodings are encrypted with a key derived from ``passphrase``."""
+
+    encrypted = True
 
     def __init__(self, path, passphrase: str):
         if not passphrase:
@@ -118,10 +115,6 @@ def open_encrypted_or_plain(path, passphrase: str | None) -> SQLiteStore:
     """
     if passphrase:
         return EncryptedStore(path, passphrase)
-    store = SQLiteStore(path)
-    if is_encrypted(store):
-        store.close()
-        raise GalleryError(f"{path}: its encodings are encrypted; set VISAGE_GALLERY_KEY to the key that made it")
-    return store
+    return SQLiteStore(path)  # which refuses an encrypted file itself
 
 
