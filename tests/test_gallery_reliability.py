@@ -12,7 +12,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image as PILImage
 

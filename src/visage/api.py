@@ -6,7 +6,7 @@ Models load once per process, on first use. Every function accepts anything
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np

@@ -21,7 +21,7 @@ import torch
 from ..errors import ModelError
 from ..faces.types import Face
 from ..imageio import Image
-from ..models import MODELS, model_path, visage_home
+from ..nets.converted import converted_state
 from ..nets.inception_resnet_v1 import BOTTLENECK_BN_EPS, INPUT_SIZE, InceptionResnetV1
 
 SCOPE = "InceptionResnetV1/"
@@ -146,11 +146,6 @@ def _check_graph_settings(graph, consts: dict[str, np.ndarray], path) -> None:
         raise ModelError(f"{path}: expected one batch norm with epsilon {BOTTLENECK_BN_EPS}")
 
 
-def _converted_path() -> Path:
-    sha = MODELS["facenet_graph"].sha256[:12]
-    return visage_home() / "converted" / f"facenet_vggface2_{sha}_v{_FORMAT}.pt"
-
-
 def load_facenet(path: str | os.PathLike | None = None) -> InceptionResnetV1:
     """FaceNet's Inception-ResNet-v1 with the VGGFace2 weights, in eval mode.
 
@@ -161,20 +156,7 @@ def load_facenet(path: str | os.PathLike | None = None) -> InceptionResnetV1:
     if path is not None:
         state = convert_graph(path)
     else:
-        source = model_path("facenet_graph")
-        cached = _converted_path()
-        state = None
-        if cached.is_file() and cached.stat().st_mtime >= source.stat().st_mtime:
-            try:
-                state = torch.load(cached, map_location="cpu", weights_only=True)
-            except Exception:  # a torn cache file is rebuilt below
-                state = None
-        if state is None:
-            state = convert_graph(source)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, cached)
+        state = converted_state("facenet_graph", _FORMAT, convert_graph)
     net = InceptionResnetV1()
     net.load_state_dict(state, strict=True)
     return net.eval()

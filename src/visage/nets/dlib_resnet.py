@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from ..models import MODELS, model_path, visage_home
+from . import converted
 
 MODEL_NAME = "dlib_resnet_encoder"
 CHIP_SIZE = 150
@@ -423,35 +423,15 @@ def read_dlib_resnet(path: os.PathLike | str) -> dict[str, torch.Tensor]:
 
 
 def converted_path() -> Path:
-    """Where the converted state dict is cached; the name carries the source's sha256 and the
-    converter version, so a different source file or converter gets its own cache entry."""
-    sha = MODELS[MODEL_NAME].sha256[:16]
-    return visage_home() / "converted" / f"dlib_resnet_v1-{sha}-c{_CONVERTER_VERSION}.pt"
-
-
-def _cached_state() -> dict[str, torch.Tensor]:
-    cached = converted_path()
-    if cached.is_file():
-        try:
-            return torch.load(cached, map_location="cpu", weights_only=True)
-        except Exception:  # a torn or foreign cache file is rebuilt below
-            pass
-    state = read_dlib_resnet(model_path(MODEL_NAME))
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, cached)
-    except OSError:
-        pass  # a read-only home only costs a re-conversion next time
-    return state
+    """Where the converted state dict is cached (see :mod:`visage.nets.converted`)."""
+    return converted.converted_path(MODEL_NAME, _CONVERTER_VERSION)
 
 
 def load_dlib_resnet() -> DlibFaceResNet:
     """dlib's face-recognition ResNet with its pretrained weights, in eval mode, weights frozen."""
     net = DlibFaceResNet()
     try:
-        net.load_state_dict(_cached_state(), strict=True)
+        net.load_state_dict(converted.converted_state(MODEL_NAME, _CONVERTER_VERSION, read_dlib_resnet), strict=True)
     except RuntimeError as exc:
         raise ModelError(f"converted dlib ResNet at {converted_path()} does not fit the network: {exc}; "
                          "delete it to rebuild") from None
