@@ -104,9 +104,12 @@ class FaceChips:
     """
 
     def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike], encoder, detector: str = "hog"):
+        from .targets import chip_size
+
         self.files = list_images(source)
         self.encoder = encoder
         self.detector = detector
+        self.size = chip_size(encoder)[0]
         self.skipped: list[str] = []
         self._where: list[tuple[int, int]] = []  # item → (file number, face number)
 

@@ -139,7 +139,7 @@ def top_patches(
     if images is None:
         raise VisageError("no images given: pass a folder of images")
     image_set = image_set_for(target, images, image_size, face_chips)
-    size = image_set.size if isinstance(image_set, FolderImages) else target.input_size
+    size = image_set.size  # the layers' reach depends on the size of the images
     infos = [target.layer(name, size) for name in (layers or target.default_layers())]
     tables = collect(target, infos, image_set, per_unit=per_unit, batch_size=batch_size, device=device,
                      progress=progress)

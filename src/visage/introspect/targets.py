@@ -183,7 +183,7 @@ def _encoder_target(name: str) -> Inspectable:
         raise VisageError(f"encoder {name!r} does not run in PyTorch, so its units cannot be hooked; "
                           f"inspect a PyTorch encoder ({', '.join(torch_encoders) or 'none installed'}) instead")
     preprocess = getattr(encoder, "net_input", None) or _encoder_input(name)
-    return Inspectable(name, _ready(net), _chip_size(encoder), preprocess, encoder, _leaf_functions(net))
+    return Inspectable(name, _ready(net), chip_size(encoder), preprocess, encoder, _leaf_functions(net))
 
 
 def _encoder_input(name: str) -> nn.Module | None:
@@ -209,7 +209,8 @@ def _leaf_functions(net: nn.Module) -> tuple:
     return (add_padded,) if callable(add_padded) else ()
 
 
-def _chip_size(encoder) -> tuple[int, int]:
+def chip_size(encoder) -> tuple[int, int]:
+    """(height, width) of the aligned chips ``encoder`` makes."""
     size = getattr(encoder, "chip_size", None)
     if size is None:
         from ..imageio import load_image
