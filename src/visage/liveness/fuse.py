@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,7 +69,6 @@ class LivenessResult:
     evidence: dict
     reason: str
     source: str = ""
-    extra: dict = field(default_factory=dict, repr=False)
 
     @property
     def decision(self) -> str:

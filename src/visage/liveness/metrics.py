@@ -140,11 +140,13 @@ def plot_det(scores: Mapping[str, Sequence[float | None]], path: str | Path, thr
     ax.axvline(norm.ppf(0.05), color="grey", lw=0.8, ls=":")
     ax.set_xticks(norm.ppf(ticks), [f"{t:g}" for t in ticks * 100])
     ax.set_yticks(norm.ppf(ticks), [f"{t:g}" for t in ticks * 100])
-    ax.set_xlim(norm.ppf(clip[0]), norm.ppf(0.9))
-    ax.set_ylim(norm.ppf(clip[0]), norm.ppf(0.9))
+    # Rates of 0 are drawn at the clip value; leave room below it so those lines stay visible.
+    ax.set_xlim(norm.ppf(clip[0]) - 0.15, norm.ppf(0.9))
+    ax.set_ylim(norm.ppf(clip[0]) - 0.15, norm.ppf(0.9))
     ax.set_xlabel("APCER (%)")
     ax.set_ylabel(f"BPCER (%)  [n={len(bona)} bona fide]")
-    ax.set_title(title + ("  (dots: operating point)" if threshold is not None else ""), fontsize=9)
+    ax.set_title(title + ("\n(dots: operating point; rates of 0 drawn at the bottom/left edge)"
+                          if threshold is not None else ""), fontsize=8)
     ax.grid(True, lw=0.3)
     ax.legend(fontsize=8)
     path = Path(path)
