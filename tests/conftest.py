@@ -17,3 +17,14 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").is_file():
         pytest.skip(f"dev set not found at {SHARED_DATA} (it ships beside the repo, not in it)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test: on a small shared machine more threads only fight each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,12 +18,7 @@ from visage.introspect import maximize, resolve_model, save_maximized, top_patch
 from visage.introspect.patches import FILL, TopK, crop
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: A 5×5 red-on-green cross: the known pattern the hand-built unit detects.

@@ -15,13 +15,7 @@ from visage.introspect.receptive import AxisField, analyse, clip_box, gradient_s
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: a second thread only adds synchronisation (and the test machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def positive_twin(net: nn.Module) -> nn.Module:

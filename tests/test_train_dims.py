@@ -14,12 +14,7 @@ from visage.train import ConvEncoder, TrainConfig, TripletTrainer, load_trained
 from visage.train.synthetic import make_clips, make_signals, write_people
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("dim, shape", [(1, (1, 64)), (2, (3, 24, 24)), (3, (1, 6, 12, 12))])

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from visage.cli import main
 from visage.train import ProjectionHead, TrainConfig, TripletTrainer, load_trained, load_trained_encoder
@@ -19,13 +18,7 @@ PER_PERSON = 6
 HELD_OUT = {"dlib__John_Simm", "dlib__John_Savage", "lfw__Colin_Powell", "lfw__Ariel_Sharon"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Torch on one thread: on a small shared machine more threads only fight each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
