@@ -122,11 +122,13 @@ class Gallery:
     the one that filled it. ``create=False`` refuses a missing gallery file rather than starting one.
     """
 
-    def __init__(self, location: str | os.PathLike | None = None, *, encoder: str = DEFAULT_ENCODER,
+    def __init__(self, location: str | os.PathLike | Store | None = None, *, encoder: str = DEFAULT_ENCODER,
                  index: str = "auto", detector: str = "hog", create: bool = True):
         self.encoder_key = encoder
         self.detector = detector
-        self.store = open_store(location, create=create)
+        # A store object is used as given (e.g. the service's encrypted store); a location is opened.
+        opened = location is None or isinstance(location, (str, os.PathLike))
+        self.store = open_store(location, create=create) if opened else location
         self.location = self.store.location
         self._index_kind = index
         self._search = None

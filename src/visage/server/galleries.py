@@ -24,21 +24,12 @@ class Busy(VisageError):
 
 def open_gallery(settings: ServerSettings) -> Gallery:
     """The gallery ``settings`` names, encrypted at rest when ``VISAGE_GALLERY_KEY`` is set."""
-    gallery = Gallery(settings.gallery, encoder=settings.encoder, detector=settings.detector)
     path, key = settings.gallery_path(), settings.gallery_key()
     if path is None:
         if key:
-            gallery.close()
             raise GalleryError("encryption at rest (VISAGE_GALLERY_KEY) needs an SQLite gallery file")
-        return gallery
-    try:
-        store = open_encrypted_or_plain(path, key)
-    except Exception:
-        gallery.close()
-        raise
-    gallery.store.close()
-    gallery.store = store
-    return gallery
+        return Gallery(settings.gallery, encoder=settings.encoder, detector=settings.detector)
+    return Gallery(open_encrypted_or_plain(path, key), encoder=settings.encoder, detector=settings.detector)
 
 
 class GalleryPool:
