@@ -41,7 +41,7 @@ from visage.imageio import load_image  # noqa: E402
 from visage.liveness import THRESHOLD, active, check, read_frames  # noqa: E402
 from visage.liveness.features import face_features, feature_names  # noqa: E402
 from visage.liveness.metrics import pad_metrics, plot_det  # noqa: E402
-from visage.liveness.simulate import simulate_attack, simulate_live_capture  # noqa: E402
+from visage.liveness.simulate import simulate_attack, simulate_live_capture, simulate_moving_print  # noqa: E402
 
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
@@ -143,29 +143,13 @@ def simulated(peers: dict, seed: int = 777) -> dict:
             "metrics": {name: pad_metrics(s, THRESHOLD).to_dict() for name, s in scores.items()}}
 
 
-def flat_clip(photo: np.ndarray, n: int = 11) -> list[np.ndarray]:
-    """A flat photo turned ±25° about its vertical axis before a pinhole camera."""
-    import cv2
-
-    h, w = photo.shape[:2]
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    frames = []
-    for k, yaw in enumerate(np.linspace(-25, 25, n)):
-        rot, _ = cv2.Rodrigues(np.array([math.radians(5 * math.sin(k)), math.radians(yaw), 0.0]))
-        sheet = np.c_[corners - (w / 2, h / 2), np.zeros(4)] @ rot.T + (0, 0, 1.6 * w)
-        projected = sheet[:, :2] / sheet[:, 2:] * 1.6 * w + (w / 2 + 4 * k, h / 2)
-        H = cv2.getPerspectiveTransform(corners, projected.astype(np.float32))
-        frames.append(cv2.warpPerspective(photo, H, (w, h), borderValue=(90, 90, 90)))
-    return frames
-
-
 def active_checks() -> dict:
     out = {"flat_photo_clips": []}
     for path in [DATA / "faces" / "openface__clapton" / "clapton-1.jpg", DATA / "faces" / "facerec__obama" / "obama.jpg",
                  DATA / "faces" / "lfw__Colin_Powell" / "Colin_Powell_0001.jpg"]:
         if not path.is_file():
             continue
-        track = active.track_faces(flat_clip(load_image(path).pixels), min_face_fraction=0.15)
+        track = active.track_faces(simulate_moving_print(load_image(path).pixels), min_face_fraction=0.15)
         out["flat_photo_clips"].append({"photo": path.name, **active.planarity(track.landmarks, track.poses).to_dict()})
     clip = DATA / "video" / "real_scene" / "facerec_short_hamilton_clip.mp4"
     if clip.is_file():

@@ -153,18 +153,9 @@ def flat_photo_clip(shared_data):
     landmark jitter approaches the threshold (see docs/liveness.md)."""
     from visage.imageio import load_image
 
-    photo = load_image(shared_data / "faces" / "facerec__obama" / "obama.jpg").pixels
-    h, w = photo.shape[:2]
-    frames = []
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    for k, yaw in enumerate(np.linspace(-25, 25, 11)):
-        # Rotate the sheet about its vertical axis and project it with a pinhole camera.
-        rot, _ = cv2.Rodrigues(np.array([math.radians(5 * math.sin(k)), math.radians(yaw), 0.0]))
-        sheet = np.c_[corners - (w / 2, h / 2), np.zeros(4)] @ rot.T + (0, 0, 1.6 * w)
-        projected = sheet[:, :2] / sheet[:, 2:] * 1.6 * w + (w / 2 + 4 * k, h / 2)
-        H = cv2.getPerspectiveTransform(corners, projected.astype(np.float32))
-        frames.append(cv2.warpPerspective(photo, H, (w, h), borderValue=(90, 90, 90)))
-    return frames
+    from visage.liveness.simulate import simulate_moving_print
+
+    return simulate_moving_print(load_image(shared_data / "faces" / "facerec__obama" / "obama.jpg").pixels)
 
 
 def test_rendered_clip_of_a_flat_photo_fails_planarity(flat_photo_clip):

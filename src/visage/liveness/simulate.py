@@ -21,6 +21,8 @@ All functions take and return RGB uint8 arrays and draw their randomness from a
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -364,3 +366,19 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
     h, w = img.shape[:2]
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
+def simulate_moving_print(photo: np.ndarray, frames: int = 11, max_yaw: float = 25.0) -> list[np.ndarray]:
+    """A clip of a flat print of ``photo`` turned ±``max_yaw`` degrees about its vertical axis
+    before a pinhole camera (with a little pitch wobble and drift): the attack the planarity test
+    must catch. Returns ``frames`` RGB uint8 frames of the photo's size."""
+    h, w = photo.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    clip = []
+    for k, yaw in enumerate(np.linspace(-max_yaw, max_yaw, frames)):
+        rot, _ = cv2.Rodrigues(np.array([math.radians(5 * math.sin(k)), math.radians(yaw), 0.0]))
+        sheet = np.c_[corners - (w / 2, h / 2), np.zeros(4)] @ rot.T + (0, 0, 1.6 * w)
+        projected = sheet[:, :2] / sheet[:, 2:] * 1.6 * w + (w / 2 + 4 * k, h / 2)
+        homography = cv2.getPerspectiveTransform(corners, projected.astype(np.float32))
+        clip.append(cv2.warpPerspective(photo, homography, (w, h), borderValue=(90, 90, 90)))
+    return clip
