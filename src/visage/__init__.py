@@ -38,13 +38,17 @@ _EXPORTS = {
     "ImageError": "visage.errors",
     "ModelError": "visage.errors",
     "FaceCountError": "visage.errors",
+    "SpoofError": "visage.errors",
+    "GalleryError": "visage.errors",
+    "Gallery": "visage.gallery",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from .api import detect, encode, encode_batch, verify
-    from .errors import FaceCountError, ImageError, ModelError, VisageError
+    from .errors import FaceCountError, GalleryError, ImageError, ModelError, SpoofError, VisageError
+    from .gallery import Gallery
     from .faces.types import Box, Face, FaceEncoding
     from .imageio import Image, load_image
     from .verification import Calibration, Verification
