@@ -427,7 +427,7 @@ def style(request: Request, who: Caller, content: Annotated[UploadFile, File(des
           style_image: Annotated[UploadFile, File(alias="style", description="the painting whose style to use")],
           size: Annotated[int | None, Form(ge=16, description="long side of the result in pixels")] = None,
           steps: Annotated[int | None, Form(ge=1, le=1000, description="optimisation steps at the coarsest size")] = None,
-          style_weight: Annotated[float, Form(gt=0)] = 1e4,
+          style_weight: Annotated[float | None, Form(gt=0, description="β (default: the library's)")] = None,
           preserve_color: Annotated[bool, Form()] = False):
     """Start a style-transfer job (Gatys optimisation) and return it at once (202).
 
@@ -440,8 +440,9 @@ def style(request: Request, who: Caller, content: Annotated[UploadFile, File(des
         raise VisageError(f"size {size} is over this server's limit of {svc.settings.max_style_size} px")
     content_img = read_image(svc, content, "content")
     style_img = read_image(svc, style_image, "style")
-    settings = StyleSettings(size=size, steps=steps or svc.settings.style_steps, style_weight=style_weight,
-                             preserve_color=preserve_color, coarse_size=min(size, 256), threads=svc.settings.threads)
+    weights = {} if style_weight is None else {"style_weight": style_weight}
+    settings = StyleSettings(size=size, steps=steps or svc.settings.style_steps, preserve_color=preserve_color,
+                             coarse_size=min(size, 256), threads=svc.settings.threads, **weights)
     settings.validate()
     job = svc.jobs.submit("style", who.key_id, lambda job: _run_style(job, content_img, style_img, settings))
     note(request, job=job.id, size=size, steps=settings.steps)
