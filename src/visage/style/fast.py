@@ -26,7 +26,8 @@ from ..errors import VisageError
 from ..imageio import ImageSource, load_image
 from .features import check_layers, extract, load_feature_net
 from .losses import content_cost, mean_gram, style_cost, total_variation
-from .transfer import _resize_exact, _resize_long, _threads, _to_pixels, _to_tensor, resolve_style_layers
+from .transfer import (_resize_exact, _resize_long, _threads, _to_pixels, _to_tensor, record_step,
+                       resolve_style_layers)
 
 MODEL_FORMAT = "visage-style-model"
 MODEL_VERSION = 1
@@ -325,12 +326,7 @@ def train_style_model(
                     step += 1
                     entry = {"step": step, "content": j_content.item(), "style": j_style.item(),
                              "tv": j_tv.item(), "total": loss.item(), "seconds": time.perf_counter() - started}
-                    history.append(entry)
-                    bar.set_postfix(content=f"{entry['content']:.3g}", style=f"{entry['style']:.3g}",
-                                    tv=f"{entry['tv']:.3g}", total=f"{entry['total']:.4g}", refresh=False)
-                    bar.update(1)
-                    if callback is not None:
-                        callback(entry)
+                    record_step(entry, history, bar, callback)
         finally:
             bar.close()
     net.eval()

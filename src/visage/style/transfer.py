@@ -230,6 +230,16 @@ def stylize(
                        history=history, final_loss=final_loss, seconds=time.perf_counter() - started)
 
 
+def record_step(entry: dict, history: list[dict], bar, callback: Callable[[dict], None] | None) -> None:
+    """Keep one step's loss terms, show each on the progress bar, and pass them to ``callback``."""
+    history.append(entry)
+    bar.set_postfix(content=f"{entry['content']:.3g}", style=f"{entry['style']:.3g}",
+                    tv=f"{entry['tv']:.3g}", total=f"{entry['total']:.4g}", refresh=False)
+    bar.update(1)
+    if callback is not None:
+        callback(entry)
+
+
 def resolve_style_layers(net, style_layers: dict[str, float] | None) -> dict[str, float]:
     """Style layer weights λ_l for ``net``: the given ones (checked), or the defaults (1/n_C², summing to 1)."""
     if style_layers is not None:
@@ -329,12 +339,7 @@ def _optimise(net, image, targets: _Targets, layer_weights, settings: StyleSetti
         return loss
 
     def _report(entry):
-        history.append(entry)
-        bar.set_postfix(content=f"{entry['content']:.3g}", style=f"{entry['style']:.3g}",
-                        tv=f"{entry['tv']:.3g}", total=f"{entry['total']:.4g}", refresh=False)
-        bar.update(1)
-        if callback is not None:
-            callback(entry)
+        record_step(entry, history, bar, callback)
         step = entry["step"]
         if settings.save_every and step % settings.save_every == 0:
             frame = Path(settings.frames_dir) / f"level{level}_{w}x{h}_step{step:05d}.png"
