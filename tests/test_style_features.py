@@ -100,7 +100,8 @@ def test_extract_matches_reference_values_and_gradients():
         image = x.clone().requires_grad_(True)
         got = extract(net, image, names, checkpointing=checkpointing)
         for name in names:
-            assert torch.allclose(got[name], expected[name], rtol=1e-4, atol=1e-3), name
+            # Winograd convolutions (visage.nets.winograd) round differently: ~2e-5 of the range.
+            assert (got[name] - expected[name]).abs().max() <= 1e-4 * expected[name].abs().max(), name
         sum(v.square().mean() for v in got.values()).backward()
         grads.append(image.grad)
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)

@@ -63,3 +63,12 @@ def test_costs_are_differentiable():
     g = B.clone().requires_grad_(True)
     (content_cost(A, g) + layer_style_cost(mean_gram(A), g)).backward()
     assert g.grad is not None and g.grad.abs().sum() > 0
+
+
+def test_gram_gradient_matches_numerical_differentiation():
+    """gram_matrix has its own backward (one matrix product); it must be the true derivative."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram_matrix, (x,))
+    target = torch.rand(3, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a: layer_style_cost(target, a), (x,))

