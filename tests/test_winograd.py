@@ -33,7 +33,7 @@ def test_values_and_input_gradient_match_direct_convolution(shape):
     assert (x.grad - x_ref.grad).abs().max() <= 1e-4 * x_ref.grad.abs().max()
 
 
-def test_other_convolutions_are_left_to_pytorch():
+def test_other_convolutions_are_left_to_pytorch(monkeypatch):
     x = torch.rand(1, 8, 16, 16)
     trainable = nn.Conv2d(8, 8, 3, padding=1)
     assert not winograd.serves(trainable, x)  # no weight gradient is provided
@@ -41,6 +41,8 @@ def test_other_convolutions_are_left_to_pytorch():
     assert not winograd.serves(_frozen_conv(8, 8, dilation=2), x)
     assert not winograd.serves(nn.Conv2d(8, 8, 5, padding=2).requires_grad_(False), x)
     assert not winograd.serves(_frozen_conv(8, 8), x.double())
+    monkeypatch.setattr(winograd, "MAX_INPUT_ELEMENTS", x.numel() - 1)  # too big for NNPACK's buffers
+    assert not winograd.serves(_frozen_conv(8, 8), x)
     strided = _frozen_conv(8, 8, stride=2)
     assert torch.equal(winograd.conv2d(strided, x), strided(x))
 

@@ -26,6 +26,10 @@ from torch import nn
 
 __all__ = ["conv2d", "is_available", "serves"]
 
+#: NNPACK's transform buffers grow with the input (about 2.8 GB for one 64-channel 2048×1536 map);
+#: larger inputs go to PyTorch's convolution, which needs no such buffers.
+MAX_INPUT_ELEMENTS = 2**27
+
 
 @functools.cache
 def is_available() -> bool:
@@ -44,6 +48,7 @@ def serves(conv: nn.Conv2d, x: torch.Tensor) -> bool:
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.dim() == 4
+        and x.numel() <= MAX_INPUT_ELEMENTS
         and conv.weight.dtype == torch.float32
         and not conv.weight.requires_grad
         and (conv.bias is None or not conv.bias.requires_grad)
