@@ -33,7 +33,7 @@ def test_values_and_input_gradient_match_direct_convolution(shape):
     assert (x.grad - x_ref.grad).abs().max() <= 1e-4 * x_ref.grad.abs().max()
 
 
-def test_other_convolutions_are_left_to_pytorch(monkeypatch):
+def test_other_convolutions_are_left_to_pytorch():
     x = torch.rand(1, 8, 16, 16)
     trainable = nn.Conv2d(8, 8, 3, padding=1)
     assert not winograd.serves(trainable, x)  # no weight gradient is provided
@@ -41,10 +41,27 @@ def test_other_convolutions_are_left_to_pytorch(monkeypatch):
     assert not winograd.serves(_frozen_conv(8, 8, dilation=2), x)
     assert not winograd.serves(nn.Conv2d(8, 8, 5, padding=2).requires_grad_(False), x)
     assert not winograd.serves(_frozen_conv(8, 8), x.double())
-    monkeypatch.setattr(winograd, "MAX_INPUT_ELEMENTS", x.numel() - 1)  # too big for NNPACK's buffers
-    assert not winograd.serves(_frozen_conv(8, 8), x)
     strided = _frozen_conv(8, 8, stride=2)
     assert torch.equal(winograd.conv2d(strided, x), strided(x))
+
+
+@needs_nnpack
+@pytest.mark.parametrize("limit", [8 * 45 * 5, 8 * 45 * 12, 1])
+def test_large_inputs_are_convolved_in_exact_strips(monkeypatch, limit):
+    """Above MAX_INPUT_ELEMENTS the rows are split into strips with a one-row halo; values and
+    input gradients must still equal one whole convolution, whatever the strip height."""
+    monkeypatch.setattr(winograd, "MAX_INPUT_ELEMENTS", limit)
+    conv = _frozen_conv(8, 6)
+    x = torch.rand(2, 8, 37, 45, requires_grad=True)
+    got = winograd.conv2d(conv, x)
+    upstream = torch.randn_like(got)
+    got.backward(upstream)
+    x_ref = x.detach().clone().requires_grad_(True)
+    expected = F.conv2d(x_ref, conv.weight, conv.bias, padding=1)
+    expected.backward(upstream)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-4 * expected.abs().max()
+    assert (x.grad - x_ref.grad).abs().max() <= 1e-4 * x_ref.grad.abs().max()
 
 
 @needs_nnpack
@@ -52,7 +69,7 @@ def test_feature_network_runs_on_winograd_and_optimises_the_same_objective():
     """extract() on VGG16 agrees with a plain PyTorch forward pass, and so do input gradients."""
     net = load_feature_net("vgg16-hed")
     names = ["relu1_1", "relu2_1", "relu3_1", "relu4_2"]
-    x = torch.rand(1, 3, 64, 80)
+    x = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
     image = x.clone().requires_grad_(True)
     got = extract(net, image, names)
     sum(v.square().mean() for v in got.values()).backward()
@@ -61,4 +78,5 @@ def test_feature_network_runs_on_winograd_and_optimises_the_same_objective():
     sum(v.square().mean() for v in expected.values()).backward()
     for name in names:
         assert (got[name] - expected[name]).abs().max() <= 1e-4 * expected[name].abs().max(), name
-    assert (image.grad - plain.grad).abs().max() <= 1e-3 * plain.grad.abs().max()
+    # A near-tie in a max-pool may route a few gradients differently: compare whole gradients.
+    assert (image.grad - plain.grad).norm() <= 1e-3 * plain.grad.norm()
