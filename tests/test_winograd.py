@@ -18,7 +18,8 @@ def _frozen_conv(c_in: int, c_out: int, **kw) -> nn.Conv2d:
 
 @needs_nnpack
 @pytest.mark.parametrize("shape", [(1, 3, 37, 45), (2, 16, 20, 9), (1, 64, 1, 1)])
-def test_values_and_input_gradient_match_direct_convolution(shape):
+def test_values_and_input_gradient_match_direct_convolution(shape, monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_PLANE_PIXELS", 1)  # small maps too, to test the kernels
     conv = _frozen_conv(shape[1], 24)
     x = torch.rand(*shape, requires_grad=True)
     assert winograd.serves(conv, x)
@@ -41,6 +42,8 @@ def test_other_convolutions_are_left_to_pytorch():
     assert not winograd.serves(_frozen_conv(8, 8, dilation=2), x)
     assert not winograd.serves(nn.Conv2d(8, 8, 5, padding=2).requires_grad_(False), x)
     assert not winograd.serves(_frozen_conv(8, 8), x.double())
+    assert not winograd.serves(_frozen_conv(8, 8), x)  # 16 × 16: too small to gain
+    assert winograd.serves(_frozen_conv(8, 8), torch.rand(1, 8, 48, 64)) == winograd.is_available()
     strided = _frozen_conv(8, 8, stride=2)
     assert torch.equal(winograd.conv2d(strided, x), strided(x))
 
@@ -51,8 +54,10 @@ def test_large_inputs_are_convolved_in_exact_strips(monkeypatch, limit):
     """Above MAX_INPUT_ELEMENTS the rows are split into strips with a one-row halo; values and
     input gradients must still equal one whole convolution, whatever the strip height."""
     monkeypatch.setattr(winograd, "MAX_INPUT_ELEMENTS", limit)
+    monkeypatch.setattr(winograd, "MIN_PLANE_PIXELS", 1)
     conv = _frozen_conv(8, 6)
     x = torch.rand(2, 8, 37, 45, requires_grad=True)
+    assert winograd.serves(conv, x)
     got = winograd.conv2d(conv, x)
     upstream = torch.randn_like(got)
     got.backward(upstream)
