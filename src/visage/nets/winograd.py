@@ -8,8 +8,7 @@ computes VGG's convolutions in about half the time, and agrees with the direct m
 
 PyTorch calls NNPACK only for batches of 16 or more and gives it no backward pass, so visage calls
 it directly. Only the gradient with respect to the input is provided, which is all that an
-optimisation over the input image (style transfer, activation maximisation) needs: the weights
-must be frozen. :func:`conv2d` falls back to the module itself whenever NNPACK cannot serve a
+optimisation over the input image, such as style transfer, needs: the weights must be frozen. :func:`conv2d` falls back to the module itself whenever NNPACK cannot serve a
 call, and convolves large inputs in strips of rows so that NNPACK's buffers stay small.
 
 Set ``VISAGE_WINOGRAD=0`` in the environment to always use PyTorch's default convolution.
@@ -28,7 +27,7 @@ __all__ = ["conv2d", "is_available", "serves"]
 
 #: NNPACK's transform buffers take about 3.6× the input's size, and PyTorch keeps them allocated
 #: for the rest of the process. Larger inputs are convolved in horizontal strips of at most this
-#: many elements, so that about 230 MB at most stay held: a long-running service does not keep
+#: many elements, so that about 240 MB at most stay held: a long-running service does not keep
 #: gigabytes after one 2048-px job.
 MAX_INPUT_ELEMENTS = 2**24
 #: On small maps NNPACK's tiles are mostly padding, and it was slower than PyTorch here (a batch
