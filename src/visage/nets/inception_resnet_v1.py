@@ -75,40 +75,39 @@ class Block35(nn.Module):
         return F.relu(x + self.scale * self.conv2d_1x1(mixed))
 
 
-class Block17(nn.Module):
-    """17×17 residual block: a 1×1 branch and a 1×7 → 7×1 branch."""
+class _FactorisedBlock(nn.Module):
+    """A residual block with a 1×1 branch and a 1×1 → 1×k → k×1 branch, 1×1 up-projection and a
+    scaled add; the activation is optional (the network's very last block has none)."""
 
-    def __init__(self, scale: float = 0.10, channels: int = 896):
-        super().__init__()
-        self.scale = scale
-        self.branch_0 = nn.Sequential(OrderedDict(conv2d_1x1=ConvUnit(channels, 128, 1)))
-        self.branch_1 = nn.Sequential(OrderedDict(conv2d_0a_1x1=ConvUnit(channels, 128, 1),
-                                                  conv2d_0b_1x7=ConvUnit(128, 128, (1, 7)),
-                                                  conv2d_0c_7x1=ConvUnit(128, 128, (7, 1))))
-        self.conv2d_1x1 = nn.Conv2d(256, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mixed = torch.cat([self.branch_0(x), self.branch_1(x)], dim=1)
-        return F.relu(x + self.scale * self.conv2d_1x1(mixed))
-
-
-class Block8(nn.Module):
-    """8×8 residual block: a 1×1 branch and a 1×3 → 3×1 branch; ``activation=False`` for the last one."""
-
-    def __init__(self, scale: float = 0.20, activation: bool = True, channels: int = 1792):
+    def __init__(self, channels: int, width: int, k: int, scale: float, activation: bool = True):
         super().__init__()
         self.scale = scale
         self.activation = activation
-        self.branch_0 = nn.Sequential(OrderedDict(conv2d_1x1=ConvUnit(channels, 192, 1)))
-        self.branch_1 = nn.Sequential(OrderedDict(conv2d_0a_1x1=ConvUnit(channels, 192, 1),
-                                                  conv2d_0b_1x3=ConvUnit(192, 192, (1, 3)),
-                                                  conv2d_0c_3x1=ConvUnit(192, 192, (3, 1))))
-        self.conv2d_1x1 = nn.Conv2d(384, channels, 1)
+        self.branch_0 = nn.Sequential(OrderedDict(conv2d_1x1=ConvUnit(channels, width, 1)))
+        # The names follow the published graph's scopes, which the converted weights are keyed by.
+        self.branch_1 = nn.Sequential(OrderedDict([("conv2d_0a_1x1", ConvUnit(channels, width, 1)),
+                                                   (f"conv2d_0b_1x{k}", ConvUnit(width, width, (1, k))),
+                                                   (f"conv2d_0c_{k}x1", ConvUnit(width, width, (k, 1)))]))
+        self.conv2d_1x1 = nn.Conv2d(2 * width, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mixed = torch.cat([self.branch_0(x), self.branch_1(x)], dim=1)
         out = x + self.scale * self.conv2d_1x1(mixed)
         return F.relu(out) if self.activation else out
+
+
+class Block17(_FactorisedBlock):
+    """17×17 residual block: a 1×1 branch and a 1×7 → 7×1 branch."""
+
+    def __init__(self, scale: float = 0.10, channels: int = 896):
+        super().__init__(channels, 128, 7, scale)
+
+
+class Block8(_FactorisedBlock):
+    """8×8 residual block: a 1×1 branch and a 1×3 → 3×1 branch; ``activation=False`` for the last one."""
+
+    def __init__(self, scale: float = 0.20, activation: bool = True, channels: int = 1792):
+        super().__init__(channels, 192, 3, scale, activation)
 
 
 class ReductionA(nn.Module):
