@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from torch import nn
 
 from ..errors import ModelError
 from . import converted
+from .layers import extract_layers
 
 MODEL_NAME = "dlib_resnet_encoder"
 CHIP_SIZE = 150
@@ -159,30 +161,17 @@ class DlibFaceResNet(nn.Module):
 
     def layer_names(self) -> list[str]:
         """Names accepted by :meth:`extract`, in forward order."""
-        names = ["conv1", "affine1", "relu1", "pool1"]
-        names += [f"stages.{s}.{b}" for s, stage in enumerate(self.stages) for b in range(len(stage))]
-        return names + ["avgpool", "fc"]
+        return [name for name, _ in self._steps()]
+
+    def _steps(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+        blocks = [(f"stages.{s}.{b}", blk) for s, stage in enumerate(self.stages) for b, blk in enumerate(stage)]
+        return [("conv1", self.conv1), ("affine1", self.affine1), ("relu1", self.relu1), ("pool1", self.pool1),
+                *blocks, ("avgpool", lambda t: t.mean(dim=(2, 3))), ("fc", self.fc)]
 
     def extract(self, rgb: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
         """Outputs of the named layers (see :meth:`layer_names`), from one forward pass that stops
         after the deepest of them."""
-        order = self.layer_names()
-        unknown = set(names) - set(order)
-        if unknown:
-            raise ValueError(f"unknown layer(s) {sorted(unknown)}; choose from {order}")
-        wanted = set(names)
-        out: dict[str, torch.Tensor] = {}
-        x = self.preprocess(rgb)
-        blocks = [(f"stages.{s}.{b}", blk) for s, stage in enumerate(self.stages) for b, blk in enumerate(stage)]
-        steps = [("conv1", self.conv1), ("affine1", self.affine1), ("relu1", self.relu1), ("pool1", self.pool1),
-                 *blocks, ("avgpool", lambda t: t.mean(dim=(2, 3))), ("fc", self.fc)]
-        for name, step in steps:
-            x = step(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
-        return out
+        return extract_layers(self.preprocess(rgb), self._steps(), names)
 
 
 # ------------------------------------------------------------------------------------------

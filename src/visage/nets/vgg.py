@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .converted import converted_state
+from .layers import extract_layers
 
 #: Conv channel widths per block, as in VGG16.
 VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
@@ -91,19 +92,7 @@ class VGGFeatures(nn.Module):
 
     def extract(self, rgb01: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
         """Outputs of the named layers, in one forward pass that stops after the deepest of them."""
-        wanted = set(names)
-        unknown = wanted - set(self.layers._modules)
-        if unknown:
-            raise ValueError(f"unknown layer(s) {sorted(unknown)}; choose from {list(self.layers._modules)}")
-        out: dict[str, torch.Tensor] = {}
-        x = self.preprocess(rgb01)
-        for name, module in self.layers.named_children():
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
-        return out
+        return extract_layers(self.preprocess(rgb01), self.layers.named_children(), names)
 
 
 def _convert_hed_h5(path: os.PathLike) -> dict[str, torch.Tensor]:
