@@ -1,6 +1,6 @@
-"""The passive check and the fused decision, with the shipped model, on faces it was not trained on.
+"""The passive check's plumbing, the attack simulator and the v2 cue model kept for comparison.
 
-scripts/train_liveness.py leaves out the identities in TEST_HOLDOUT, so these photos are new to it.
+The shipped model's rates on real attacks from held-out sources are in test_liveness_real.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from visage.errors import ModelError, SpoofError, VisageError
 from visage.imageio import load_image
 from visage.liveness import check, require_live
 from visage.liveness.features import face_features, feature_names, lbp_histogram
+from visage.liveness.cues import load_model as load_cue_model
 from visage.liveness.passive import load_model
-from visage.liveness.simulate import simulate_live_capture, simulate_print, simulate_replay
+from visage.liveness.simulate import simulate_live_capture, simulate_print
 
 
 @pytest.fixture(scope="module")
@@ -28,39 +29,18 @@ def held_out_photo(shared_data):
     return pixels, (box.left / w, box.top / h, box.right / w, box.bottom / h)
 
 
-def test_shipped_model_matches_the_features():
-    model = load_model()
+def test_cue_model_v2_matches_the_features():
+    model = load_cue_model()
     assert model.names == feature_names()
     assert np.all(model.scale > 0) and np.isfinite(model.weights).all()
     assert "simulated" in model.info["trained_on"]
 
 
-def first_attack_with_a_face(pixels, face_box, simulate, seed):
-    """The first simulated attack (seeds from ``seed`` on) in which the detector finds the face:
-    a print held too far or at too steep an angle has no face to judge, which is another matter."""
-    import visage
-
-    for s in range(seed, seed + 10):
-        attack = simulate(pixels, np.random.default_rng(s), face_box=face_box)
-        if visage.detect(attack, landmarks68=False):
-            return attack
-    raise AssertionError("no simulated attack showed a detectable face")
-
-
-def test_real_face_accepted_and_its_simulated_print_refused(held_out_photo):
-    pixels, face_box = held_out_photo
-    real = check(pixels)
-    assert real.live is True, real.reason
-    attack = check(first_attack_with_a_face(pixels, face_box, simulate_print, 11))
-    assert attack.live is False, attack.reason
-    assert attack.score < real.score
-    assert set(attack.evidence["passive"]["cues"]) == {"lbp", "freq", "spec", "sharp", "halftone", "colour", "edge"}
-
-
-def test_simulated_replay_refused(held_out_photo):
-    pixels, face_box = held_out_photo
-    attack = check(first_attack_with_a_face(pixels, face_box, simulate_replay, 12))
-    assert attack.live is False, attack.reason
+def test_real_face_of_an_unseen_person_is_live(held_out_photo):
+    pixels, _ = held_out_photo
+    result = check(pixels)
+    assert result.live is True, result.reason
+    assert set(result.evidence["passive"]["branches"]) == {"context_2.7x", "context_4x"}
 
 
 def test_simulator_is_reproducible_and_changes_the_image(held_out_photo):
@@ -83,11 +63,9 @@ def test_no_face_is_insufficient_evidence_never_live():
     assert isinstance(info.value, VisageError)
 
 
-def test_require_live_refuses_an_attack_and_passes_a_live_face(held_out_photo):
-    pixels, face_box = held_out_photo
+def test_require_live_passes_a_live_face(held_out_photo):
+    pixels, _ = held_out_photo
     assert require_live(pixels).live is True
-    with pytest.raises(SpoofError, match="refused"):
-        require_live(first_attack_with_a_face(pixels, face_box, simulate_print, 11))
 
 
 def test_lbp_histogram_by_hand():

@@ -10,10 +10,12 @@ import importlib
 import pkgutil
 import sys
 
-from ..errors import VisageError
+from ..errors import SpoofError, VisageError
 
 #: Exit status for errors, as ``cmp`` uses: 0 same / success, 1 different, 2 trouble.
 EXIT_ERROR = 2
+#: Exit status when ``--require-live`` refused the input (an attack, or no proof of a live face).
+EXIT_REFUSED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return int(args.run(args) or 0)
+    except SpoofError as exc:
+        print(f"visage: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except VisageError as exc:
         print(f"visage: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

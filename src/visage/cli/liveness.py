@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
-EXIT_LIVE, EXIT_NOT_LIVE = 0, 1
+EXIT_LIVE, EXIT_ATTACK, EXIT_INSUFFICIENT = 0, 1, 3
+LIVENESS_EPILOG = ("exit status: 0 live, 1 attack, 3 insufficient evidence (no face, too small, too few frames), "
+                   "2 error (unreadable file, bad option). A clip without --challenge is judged, but a replayed "
+                   "video cannot be ruled out without one. `verify`/`identify --require-live` exit 4 when refused.")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("liveness", help="live face or presentation attack? exit 0 live, 1 attack or "
-                                        "insufficient evidence, 2 error")
+    p = sub.add_parser("liveness", help="live face or presentation attack? exit 0 live, 1 attack, "
+                                        "3 insufficient evidence, 2 error", epilog=LIVENESS_EPILOG)
     p.add_argument("input", metavar="PHOTO_OR_VIDEO")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--challenge", metavar="ACTIONS",
@@ -54,7 +57,10 @@ def run_liveness(args) -> int:
             detail = {k: v for k, v in value.items() if k != "llr"} if isinstance(value, dict) else value
             weight = f"  [log-LR {llr:+.2f}]" if llr is not None else ""
             print(f"  {cue:<10}{weight} {json.dumps(_short(detail))}")
-    return EXIT_LIVE if result.live else EXIT_NOT_LIVE
+        note = result.evidence.get("challenge", {}).get("note")
+        if note:
+            print(f"  note: {note}")
+    return {True: EXIT_LIVE, False: EXIT_ATTACK, None: EXIT_INSUFFICIENT}[result.live]
 
 
 def run_challenge(args) -> int:

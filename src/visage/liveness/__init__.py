@@ -34,7 +34,7 @@ __all__ = ["check", "require_live", "LivenessResult", "new_challenge", "count_bl
 
 #: File suffixes read as video rather than as one image.
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-#: Frames read from a video by default (about 5 s at 30 fps).
+#: Frames read from a video by default, spread over the whole clip (every frame of 5 s at 30 fps).
 MAX_FRAMES = 150
 #: Frames are scaled down to this longer side: landmarks need no more, and detection is faster.
 MAX_FRAME_SIDE = 960
@@ -42,9 +42,11 @@ MAX_FRAME_SIDE = 960
 
 def read_frames(path: str | os.PathLike, max_frames: int = MAX_FRAMES, max_side: int = MAX_FRAME_SIDE
                 ) -> tuple[list[np.ndarray], float]:
-    """Decode up to ``max_frames`` RGB uint8 frames from a video file; returns (frames, fps).
+    """Decode at most ``max_frames`` RGB uint8 frames spread over the whole video; returns (frames, fps).
 
-    Raises :class:`~visage.errors.ImageError` naming the file when it is missing or unreadable.
+    A clip longer than ``max_frames`` is read every k-th frame, so the frames cover all of it, and
+    ``fps`` is then the rate of the frames returned (the file's rate / k). Raises
+    :class:`~visage.errors.ImageError` naming the file when it is missing or unreadable.
     """
     import cv2
 
@@ -56,20 +58,26 @@ def read_frames(path: str | os.PathLike, max_frames: int = MAX_FRAMES, max_side:
         if not capture.isOpened():
             raise ImageError(f"{path}: not a video file visage can read")
         fps = float(capture.get(cv2.CAP_PROP_FPS)) or 30.0
-        frames = []
-        while len(frames) < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            scale = max_side / max(frame.shape[:2])
-            if scale < 1:
-                frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            frames.append(np.ascontiguousarray(frame[..., ::-1]))
+        fps = fps if 1 <= fps <= 240 else 30.0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        stride = max(1, -(-count // max_frames)) if count > 0 else 1
+        frames: list[np.ndarray] = []
+        index = 0
+        while len(frames) < max_frames and capture.grab():
+            if index % stride == 0:
+                ok, frame = capture.retrieve()
+                if not ok:
+                    break
+                scale = max_side / max(frame.shape[:2])
+                if scale < 1:
+                    frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                frames.append(np.ascontiguousarray(frame[..., ::-1]))
+            index += 1
     finally:
         capture.release()
     if not frames:
         raise ImageError(f"{path}: no frame could be decoded")
-    return frames, fps if 1 <= fps <= 240 else 30.0
+    return frames, fps / stride
 
 
 def check(image_or_frames: ImageSource | Sequence[ImageSource], *, challenge: Sequence[str] | None = None,
@@ -79,7 +87,9 @@ def check(image_or_frames: ImageSource | Sequence[ImageSource], *, challenge: Se
 
     ``image_or_frames`` is one image (anything :func:`visage.load_image` takes), a video file, or a
     sequence of frames. A single image gets the passive check; a sequence adds blinks, planarity
-    and, when ``challenge`` (from :func:`new_challenge`) is given, the head-turn challenge.
+    and, when ``challenge`` (from :func:`new_challenge`) is given, the head-turn challenge. Without a
+    challenge a replayed video cannot be ruled out (it blinks and is not planar): the evidence says
+    so, and :func:`require_live` refuses such a clip.
     ``fps`` is the sequence's frame rate (read from a video file; 30 when unknown).
     """
     from .passive import load_model
@@ -103,7 +113,9 @@ def require_live(image_or_frames: ImageSource | Sequence[ImageSource], **kwargs)
     """Like :func:`check`, but raises :class:`~visage.errors.SpoofError` unless the face is live.
 
     The error says whether the input was judged an attack or the evidence was missing, and carries
-    the :class:`LivenessResult` as ``.result``. Returns the result when live.
+    the :class:`LivenessResult` as ``.result``. A video or frame sequence without a ``challenge``
+    is refused too, even when it looks live: only a challenge tells a live person from a replayed
+    recording. Returns the result when live.
     """
     return refuse_unless_live(check(image_or_frames, **kwargs))
 

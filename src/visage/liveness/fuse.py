@@ -3,11 +3,10 @@
 The score is a probability of "live" built as a sum of log-likelihood ratios (naive Bayes with equal
 priors), each cue adding the evidence it has:
 
-* **passive** — the trained model's log-odds, shifted so that its operating threshold sits at 0
-  (for a frame sequence: the median over up to :data:`PASSIVE_FRAMES` frames), and clipped to
-  ±:data:`PASSIVE_LLR_CAP`: the model learnt from simulated attacks, and its confidence does not
-  carry over to real ones (it scores real screen replays 0.99 live), so it may not outvote the
-  physical evidence of planarity or a failed challenge;
+* **passive** — the CNN's log-odds (:mod:`.passive`), shifted so that its operating threshold
+  sits at 0 (for a frame sequence: the median over up to :data:`PASSIVE_FRAMES` frames sampled
+  across the whole sequence), and clipped to ±:data:`PASSIVE_LLR_CAP`: one still of an unseen camera
+  may not outvote the physical evidence of planarity or a failed challenge;
 * **planarity** — landmarks that follow one homography across views that differ
   enough (see :func:`visage.liveness.active.planarity`): :data:`LLR_PLANAR` (strong: a real head cannot do that); a clearly
   non-planar motion: :data:`LLR_NOT_PLANAR` (weak: a replayed video of a real head is not
@@ -19,9 +18,11 @@ priors), each cue adding the evidence it has:
 
 **Operating point.** ``live`` is True when the fused score is at least :data:`THRESHOLD` (0.5), i.e.
 when the evidence for live outweighs the evidence against. For a single image that is exactly the
-passive model's own threshold, chosen at the equal-error point on simulated attacks.
+passive model's own threshold, chosen where the mean BPCER and the mean worst-type APCER over
+held-out sources are equal (``scripts/train_liveness.py``).
 
-**Missing evidence.** No face, a face too small to judge, or a frame sequence with fewer than
+**Missing evidence.** No face (a tight face crop with no detection is judged whole, and the
+evidence says so), a face too small to judge, or a frame sequence with fewer than
 :data:`MIN_FRAMES` frames showing a face gives ``live=None`` and ``score=None`` with the reason,
 never a default of live.
 """
@@ -36,9 +37,12 @@ import numpy as np
 
 from ..errors import SpoofError
 from . import active
-from .passive import PassiveModel, load_model, passive_check
+from .passive import PassiveModel, face_region, load_model, passive_check
 
 THRESHOLD = 0.5
+#: Said of every clip checked without a challenge.
+NO_CHALLENGE_NOTE = ("a replayed video cannot be ruled out without a challenge: a replay blinks and is not "
+                     "planar; ask for one (visage liveness-challenge) and pass it with --challenge")
 #: Smallest face (box width, pixels) whose texture says anything.
 MIN_FACE_PIXELS = 60
 #: Fewest frames with a face for a sequence to count as one.
@@ -100,20 +104,23 @@ def _decide(evidence: dict, source: str) -> LivenessResult:
 
 def check_image(pixels: np.ndarray, source: str = "<image>", model: PassiveModel | None = None,
                 detector: str = "hog") -> LivenessResult:
-    """The passive check on the largest face of one RGB uint8 image; returns a :class:`LivenessResult`."""
-    from ..api import detect
+    """The passive check on the largest face of one RGB uint8 image; returns a :class:`LivenessResult`.
 
-    faces = detect(pixels, detector=detector, landmarks68=False)
-    if not faces:
+    With no face detected, a picture that is itself a tight face crop is judged whole
+    (``evidence["face"]["whole_image"]``); any other picture without a face is insufficient evidence.
+    """
+    from ..faces.detect import detect_boxes, get_detector
+
+    region = face_region(pixels, [box for box, _ in detect_boxes(pixels, get_detector(detector))])
+    if region is None:
         return _insufficient("no face found", {"face": {"found": 0}}, source)
-    face = faces[0]
-    evidence: dict = {"face": {"found": len(faces), "box": face.box.to_dict()}}
-    if face.box.width < MIN_FACE_PIXELS:
-        return _insufficient(f"face too small to judge ({face.box.width} px wide; need {MIN_FACE_PIXELS})",
+    evidence: dict = {"face": region.to_dict()}
+    if region.box.width < MIN_FACE_PIXELS or region.box.height < MIN_FACE_PIXELS:
+        return _insufficient(f"face too small to judge ({region.box.width} px wide; need {MIN_FACE_PIXELS})",
                              evidence, source)
     model = model or load_model()
-    result = passive_check(pixels, face, model)
-    evidence["passive"] = {**result.to_dict(), "model_threshold": round(model.threshold, 4),
+    result = passive_check(pixels, region.box, model)
+    evidence["passive"] = {**result.to_dict(), "model": f"v{model.version}", "model_threshold": round(model.threshold, 4),
                            "llr": _passive_llr(result.logit, model)}
     return _decide(evidence, source)
 
@@ -142,22 +149,20 @@ def check_frames(frames: Sequence[np.ndarray], source: str = "<frames>", fps: fl
     evidence["blink"] = _blink_evidence(blinks, track, fps)
     if challenge:
         evidence["challenge"] = _challenge_evidence(challenge, track, blinks)
+    else:
+        evidence["challenge"] = {"asked": False, "llr": None, "note": NO_CHALLENGE_NOTE}
     return _decide(evidence, source)
 
 
 def _passive_over_frames(frames, track: active.FrameTrack, model: PassiveModel) -> dict:
-    from ..faces.types import Face
-
     with_face = [i for i, b in enumerate(track.boxes) if b is not None]
     picks = [with_face[int(k)] for k in np.linspace(0, len(with_face) - 1, min(PASSIVE_FRAMES, len(with_face)))]
-    logits = []
-    for i in picks:
-        face = Face(box=track.boxes[i], score=0.0, landmarks5=np.zeros((5, 2)), landmarks68=track.landmarks[i],
-                    detector="track")
-        logits.append(passive_check(frames[i], face, model).logit)
+    logits = [passive_check(frames[i], track.boxes[i], model).logit for i in picks]
     median = float(np.median(logits))
-    return {"logits": [round(v, 4) for v in logits], "frames": picks, "model_threshold": round(model.threshold, 4),
-            "probability": round(1.0 / (1.0 + math.exp(-median)), 4), "llr": _passive_llr(median, model)}
+    return {"logits": [round(v, 4) for v in logits], "frames": picks, "model": f"v{model.version}",
+            "model_threshold": round(model.threshold, 4),
+            "probability": round(1.0 / (1.0 + math.exp(-(median - model.threshold))), 4),
+            "llr": _passive_llr(median, model)}
 
 
 def _passive_llr(logit: float, model: PassiveModel) -> float:
@@ -202,7 +207,12 @@ def _jsonable(value):
 
 
 def refuse_unless_live(result: LivenessResult) -> LivenessResult:
-    """Return ``result`` when live; raise :class:`~visage.errors.SpoofError` explaining why not otherwise."""
+    """Return ``result`` when live; raise :class:`~visage.errors.SpoofError` explaining why not otherwise.
+
+    A clip checked without a challenge is refused even when it looks live (:data:`NO_CHALLENGE_NOTE`).
+    """
+    if result.live and result.evidence.get("challenge", {}).get("asked") is False:
+        raise SpoofError(f"{result.source}: liveness not established: {NO_CHALLENGE_NOTE}", result)
     if result.live:
         return result
     what = "liveness check refused" if result.live is False else "liveness not established"

@@ -1,14 +1,21 @@
-"""The passive check: one image, one face, a trained linear model over the cues in :mod:`.features`.
+"""The passive check: one image, one face, a small CNN trained on real prints and screen replays.
 
-The model ships with the package as plain arrays (``visage/data/liveness_passive.npz``): feature
-names, the standardisation, the logistic-regression weights and the operating threshold. It was
-trained by ``scripts/train_liveness.py`` on bona-fide photos and on print and replay attacks that
-:mod:`visage.liveness.simulate` made from them — simulated attacks, not real ones.
+The model (v3) is two MiniFASNet branches (:mod:`visage.nets.minifasnet`), one on a 2.7× and one
+on a 4× context crop around the face (:mod:`.crops`), fine-tuned from Silent-Face-Anti-Spoofing's
+released weights (Apache-2.0) on the real attack stills of ``../shared/data/pad`` by
+``scripts/train_liveness.py``. Each branch gives the log-odds of "real"; the model's log-odds is
+their mean. It ships inside the package as plain arrays (``visage/data/liveness_cnn_v3.npz``: every
+tensor of both branches, the scales, the operating threshold and a JSON model card), no pickle.
+
+When the detector finds no face in a picture that is itself a tight face crop (small and about
+square), the whole picture is judged as the face, and the evidence says so.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,49 +23,90 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
-from ..faces.types import Face
-from .features import face_features, feature_names
+from ..faces.types import Box
+from .crops import context_crop, whole_image_box
 
 #: File name of the shipped model inside ``visage/data``.
-MODEL_FILE = "liveness_passive.npz"
-#: Cue groups reported as evidence, by feature-name prefix.
-CUES = ("lbp", "freq", "spec", "sharp", "halftone", "colour", "edge")
+MODEL_FILE = "liveness_cnn_v3.npz"
+#: A picture with no detected face is judged whole when it is at most this long on its longer side
+#: and no more elongated than :data:`TIGHT_CROP_MAX_ASPECT`: a face crop, not a camera frame.
+TIGHT_CROP_MAX_SIDE = 512
+TIGHT_CROP_MAX_ASPECT = 1.6
+
+
+@dataclass(frozen=True)
+class FaceRegion:
+    """Where the passive model looks: a detected face box, or the whole picture of a tight crop."""
+
+    box: Box
+    whole_image: bool
+    detected: int
+
+    def to_dict(self) -> dict:
+        out: dict = {"found": self.detected, "box": self.box.to_dict()}
+        if self.whole_image:
+            out["whole_image"] = True
+            out["note"] = "no face detected; the picture looks like a tight face crop, so all of it was judged"
+        return out
+
+
+def face_region(pixels: np.ndarray, boxes: list[Box]) -> FaceRegion | None:
+    """The largest of ``boxes``; with none, the whole picture when it is a tight crop; else None."""
+    if boxes:
+        return FaceRegion(max(boxes, key=lambda b: b.area), False, len(boxes))
+    h, w = pixels.shape[:2]
+    if max(h, w) <= TIGHT_CROP_MAX_SIDE and max(h, w) / max(min(h, w), 1) <= TIGHT_CROP_MAX_ASPECT:
+        return FaceRegion(whole_image_box(h, w), True, 0)
+    return None
 
 
 @dataclass(frozen=True)
 class PassiveModel:
-    """A standardised logistic regression: P(live) = sigmoid(w · (x − mean) / scale + b)."""
+    """Branches of MiniFASNet, one per context scale; log-odds of live = mean of the branches'."""
 
-    names: list[str]
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-    bias: float
+    branches: dict  # scale (float) → visage.nets.minifasnet.MiniFASNet, in eval mode
     threshold: float
     version: str
     info: dict = field(default_factory=dict)
 
-    def logit(self, features: np.ndarray) -> float:
-        """The log-odds of live for one feature vector."""
-        return float(self._z(features) @ self.weights + self.bias)
+    @property
+    def scales(self) -> tuple[float, ...]:
+        return tuple(sorted(self.branches))
 
-    def contributions(self, features: np.ndarray) -> dict[str, float]:
-        """Each cue group's share of the log-odds (positive speaks for live)."""
-        terms = self._z(features) * self.weights
-        return {cue: float(sum(t for n, t in zip(self.names, terms) if n.startswith(cue + "_"))) for cue in CUES}
+    def branch_logits(self, crops: dict[float, np.ndarray]) -> np.ndarray:
+        """(N, branches) live log-odds for ``crops``: scale → (N, 80, 80, 3) RGB uint8 crops."""
+        import torch
 
-    def _z(self, features: np.ndarray) -> np.ndarray:
-        if features.shape != self.mean.shape:
-            raise ModelError(f"liveness model expects {len(self.mean)} features, got {features.shape}")
-        return (features - self.mean) / self.scale
+        from ..nets.minifasnet import live_logit
+
+        columns = []
+        with torch.inference_mode():
+            for scale in self.scales:
+                x = to_network_input(crops[scale])
+                columns.append(live_logit(self.branches[scale](x)).numpy())
+        return np.stack(columns, axis=1).astype(np.float64)
+
+    def logits(self, crops: dict[float, np.ndarray]) -> np.ndarray:
+        """(N,) live log-odds of the model for a batch of crops."""
+        return self.branch_logits(crops).mean(axis=1)
+
+    def crops(self, pixels: np.ndarray, box: Box) -> dict[float, np.ndarray]:
+        """Every branch's crop of one face, as a batch of one."""
+        return {s: context_crop(pixels, box, s)[None] for s in self.scales}
 
     def save(self, path: str | Path) -> None:
-        """Write the model as an .npz of arrays (no pickle)."""
-        import json
+        """Write every tensor of every branch as plain arrays with the card (no pickle)."""
+        arrays = {f"{scale:g}/{name}": value.detach().cpu().numpy()
+                  for scale, net in self.branches.items() for name, value in net.state_dict().items()}
+        meta = {"threshold": self.threshold, "version": self.version, "scales": list(self.scales), "info": self.info}
+        np.savez_compressed(path, **arrays, meta=np.array(json.dumps(meta)))
 
-        np.savez_compressed(path, names=np.array(self.names), mean=self.mean, scale=self.scale,
-                            weights=self.weights, bias=np.array(self.bias), threshold=np.array(self.threshold),
-                            version=np.array(self.version), info=np.array(json.dumps(self.info)))
+
+def to_network_input(crops: np.ndarray):
+    """(N, 80, 80, 3) RGB uint8 → the float tensor MiniFASNet takes: (N, 3, 80, 80) BGR, 0–255."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2))).float()
 
 
 def load_model(path: str | Path | None = None) -> PassiveModel:
@@ -74,42 +122,46 @@ def _shipped_model() -> PassiveModel:
 
 
 def _read_model(path: Path) -> PassiveModel:
-    import json
+    import torch
+
+    from ..nets.minifasnet import from_state_dict
 
     try:
         with np.load(path, allow_pickle=False) as data:
-            model = PassiveModel(
-                names=[str(n) for n in data["names"]], mean=data["mean"].astype(np.float64),
-                scale=data["scale"].astype(np.float64), weights=data["weights"].astype(np.float64),
-                bias=float(data["bias"]), threshold=float(data["threshold"]), version=str(data["version"]),
-                info=json.loads(str(data["info"])))
+            meta = json.loads(str(data["meta"]))
+            tensors = {k: torch.from_numpy(data[k].copy()) for k in data.files if k != "meta"}
+        branches = {}
+        for scale in meta["scales"]:
+            prefix = f"{scale:g}/"
+            branches[float(scale)] = from_state_dict({k[len(prefix):]: v for k, v in tensors.items()
+                                                      if k.startswith(prefix)})
     except FileNotFoundError:
         raise ModelError(f"{path}: liveness model not found; train it with scripts/train_liveness.py") from None
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ModelError(f"{path}: not a visage liveness model ({exc})") from None
-    if model.names != feature_names():
-        raise ModelError(f"{path}: liveness model {model.version} was trained on other features than this "
-                         "visage computes; retrain it with scripts/train_liveness.py")
-    return model
+    return PassiveModel(branches, float(meta["threshold"]), str(meta["version"]), meta.get("info", {}))
 
 
 @dataclass(frozen=True)
 class PassiveResult:
-    """The passive check on one face: log-odds and probability of live, and each cue's share."""
+    """The passive check on one face: log-odds and probability of live, and each branch's log-odds."""
 
     logit: float
     probability: float
-    cues: dict[str, float]
+    branches: dict[str, float]
 
     def to_dict(self) -> dict:
         return {"logit": round(self.logit, 4), "probability": round(self.probability, 4),
-                "cues": {k: round(v, 4) for k, v in self.cues.items()}}
+                "branches": {k: round(v, 4) for k, v in self.branches.items()}}
 
 
-def passive_check(pixels: np.ndarray, face: Face, model: PassiveModel | None = None) -> PassiveResult:
-    """Score the face ``face`` in the RGB uint8 image ``pixels``; returns a :class:`PassiveResult`."""
+def passive_check(pixels: np.ndarray, box: Box, model: PassiveModel | None = None) -> PassiveResult:
+    """Score the face in ``box`` of the RGB uint8 image ``pixels``; returns a :class:`PassiveResult`.
+
+    ``probability`` is of live at the model's own operating point: 0.5 there.
+    """
     model = model or load_model()
-    x = face_features(pixels, face.box)
-    logit = model.logit(x)
-    return PassiveResult(logit=logit, probability=float(1.0 / (1.0 + np.exp(-logit))),
-                         cues=model.contributions(x))
+    per_branch = model.branch_logits(model.crops(pixels, box))[0]
+    logit = float(per_branch.mean())
+    return PassiveResult(logit=logit, probability=1.0 / (1.0 + math.exp(-(logit - model.threshold))),
+                         branches={f"context_{s:g}x": float(v) for s, v in zip(model.scales, per_branch)})
