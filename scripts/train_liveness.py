@@ -19,13 +19,17 @@ Protocol:
    it. The table gives, per held-out group, the equal-error rate and the worst attack type's APCER
    at the threshold where that group's BPCER is 10% (an oracle threshold per group), and APCER
    and BPCER at the one shipped threshold (chosen from the *other* groups' scores: fair);
-2. the operating threshold: where the mean BPCER over held-out groups equals their mean worst
+2. how far from the anchor to go: every fold's fine-tuned weights are interpolated with the
+   anchor's (``alpha`` 0 = anchor, 1 = fine-tuned; see :func:`interpolate`), and the ``alpha``
+   with the best mean of EER and worst APCER over the held-out groups is kept;
+3. the operating threshold: where the mean BPCER over held-out groups equals their mean worst
    APCER, on the out-of-fold scores;
-3. the shipped model: trained the same way on every group.
+4. the shipped model: trained the same way on every group, interpolated at that ``alpha``.
 
-Fixed seeds; results of each fold are cached (``--cache``), so an interrupted run resumes.
+Fixed seeds; each fold's scores and weights are cached under ``~/.cache/visage/
+liveness_pad_crops_v3/cv/<tag>/``, so an interrupted run resumes at the fold it was in.
 
-    .venv/bin/python scripts/train_liveness.py                   # CV + final model (about 35 min)
+    .venv/bin/python scripts/train_liveness.py                   # CV + final model (about 80 min)
     .venv/bin/python scripts/train_liveness.py --skip-cv         # final model, threshold from cached CV
     .venv/bin/python scripts/train_liveness.py --folds oulu,celeba --no-final   # a quick trial
 """

@@ -199,3 +199,35 @@ def test_cli_on_a_video_file_of_the_flat_photo(flat_photo_clip, tmp_path, capsys
     assert out["decision"] == "attack"
     assert out["evidence"]["frames"]["total"] == len(flat_photo_clip)
     assert out["evidence"]["planarity"]["planar"] is True
+    assert out["evidence"]["challenge"]["asked"] is False
+    assert "replay" in out["evidence"]["challenge"]["note"]
+
+
+def test_read_frames_samples_the_whole_clip(tmp_path):
+    from visage.liveness import read_frames
+
+    # 300 frames whose brightness encodes their index: the frames read must reach the end.
+    path = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 48))
+    for i in range(300):
+        writer.write(np.full((48, 64, 3), int(i * 255 / 299), np.uint8))
+    writer.release()
+    frames, fps = read_frames(path, max_frames=50)
+    assert len(frames) == 50
+    assert fps == pytest.approx(5.0)
+    levels = [float(f.mean()) for f in frames]
+    assert levels[0] < 10 and levels[-1] > 240
+    assert levels == sorted(levels)
+
+
+def test_require_live_refuses_a_clip_without_challenge():
+    from visage.errors import SpoofError
+    from visage.liveness.fuse import NO_CHALLENGE_NOTE, LivenessResult, refuse_unless_live
+
+    # A clip that passed every passive cue but was never asked to move: a replay is not ruled out.
+    looks_live = LivenessResult(True, 0.9, 0.5, {"challenge": {"asked": False, "llr": None}}, "live", "clip.mp4")
+    with pytest.raises(SpoofError, match="clip.mp4: liveness not established: a replayed video"):
+        refuse_unless_live(looks_live)
+    challenged = LivenessResult(True, 0.9, 0.5, {"challenge": {"asked": True, "llr": 2.0}}, "live", "clip.mp4")
+    assert refuse_unless_live(challenged) is challenged
+    assert "challenge" in NO_CHALLENGE_NOTE

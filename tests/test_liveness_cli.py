@@ -14,7 +14,9 @@ def test_liveness_json_on_a_real_still(shared_data, capsys):
     assert out["decision"] in {"live", "attack"}
     assert code == (0 if out["live"] else 1)
     assert 0.0 <= out["score"] <= 1.0
-    assert "passive" in out["evidence"] and "cues" in out["evidence"]["passive"]
+    passive = out["evidence"]["passive"]
+    assert set(passive["branches"]) == {"context_2.7x", "context_4x"}
+    assert passive["model"] == "v3"
 
 
 def test_liveness_missing_file_is_an_error(tmp_path, capsys):

@@ -24,11 +24,19 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from liveness_data import TEST_SOURCES  # noqa: E402
 
 #: Upper bounds per held-out source at the shipped operating point: (worst-type APCER, BPCER).
-BOUNDS = {"nuaa_imironica": (0.20, 0.20), "fas_jonathansuryas-kaggle": (0.35, 0.35),
-          "pyimagesearch_orig_stanholaysan": (0.35, 0.35)}
+#: Measured (files without a judged face count as refused): NUAA 0 % / 6.7 %, the Kaggle tight
+#: crops 6.7 % / 46.3 % (live selfies refused: see docs/liveness.md, Known failures),
+#: pyimagesearch 1.7 % / 8.3 %.
+BOUNDS = {"nuaa_imironica": (0.05, 0.12), "fas_jonathansuryas-kaggle": (0.12, 0.55),
+          "pyimagesearch_orig_stanholaysan": (0.06, 0.14)}
 #: Recorded log-odds of the shipped model on fixed held-out images (regression: the weights load
 #: and compute as when they were trained).
-RECORDED = {}
+RECORDED = {
+    "real/nuaa_imironica__db__ClientRaw__0001__0001_00_00_01_0.jpg": 5.6384,
+    "print/nuaa_imironica__db__ImposterRaw__0001__0001_00_00_01_0.jpg": -7.6218,
+    "real/pyimagesearch_orig_stanholaysan__dataset__real__0.jpg": 2.6799,
+    "attack_unspecified/pyimagesearch_orig_stanholaysan__dataset__fake__0.jpg": -4.7425,
+}
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_live_check_in_the_browser(browser_page):
     """The page asks for actions, streams frames, and draws the verdict. A photo on a fake camera
     cannot turn its head, so it must not be let in by name."""
     if not _passive_model_available():
-        pytest.skip("no passive liveness model in this checkout (visage/data/liveness_passive.npz)")
+        pytest.skip("no passive liveness model in this checkout (visage/data/liveness_cnn_v3.npz)")
     page, errors = browser_page
     page.evaluate("() => document.getElementById('overlay').getContext('2d').clearRect(0, 0, 9999, 9999)")
     page.click("#live-check")

@@ -1,9 +1,10 @@
 """The v2 cue model (kept for comparison): one face, a linear model over the hand-made cues in :mod:`.features`.
 
-The model ships with the package as plain arrays (``visage/data/liveness_passive.npz``): feature
+The model ships with the package as plain arrays (``visage/data/liveness_cues_v2.npz``): feature
 names, the standardisation, the logistic-regression weights and the operating threshold. It was
-trained by ``scripts/train_liveness.py`` on bona-fide photos and on print and replay attacks that
-:mod:`visage.liveness.simulate` made from them — simulated attacks, not real ones.
+trained (by the v2 training script, now replaced) on bona-fide photos and on print and replay
+attacks that :mod:`visage.liveness.simulate` made from them — simulated attacks, not real ones.
+No decision uses it any more; ``bench/bench_liveness.py`` keeps it as the baseline.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ MODEL_FILE = "liveness_cnn_v3.npz"
 #: and no more elongated than :data:`TIGHT_CROP_MAX_ASPECT`: a face crop, not a camera frame.
 TIGHT_CROP_MAX_SIDE = 512
 TIGHT_CROP_MAX_ASPECT = 1.6
+#: ...and shows something: a blank or nearly uniform picture (grey-level standard deviation under
+#: this) is no face. Every tight crop of the pad set is above 6.
+TIGHT_CROP_MIN_CONTRAST = 4.0
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,17 @@ class FaceRegion:
 
 
 def face_region(pixels: np.ndarray, boxes: list[Box]) -> FaceRegion | None:
-    """The largest of ``boxes``; with none, the whole picture when it is a tight crop; else None."""
+    """The largest of ``boxes``; with none, the whole picture when it is a tight crop (small, about
+    square, not blank); else None."""
     if boxes:
         return FaceRegion(max(boxes, key=lambda b: b.area), False, len(boxes))
     h, w = pixels.shape[:2]
-    if max(h, w) <= TIGHT_CROP_MAX_SIDE and max(h, w) / max(min(h, w), 1) <= TIGHT_CROP_MAX_ASPECT:
-        return FaceRegion(whole_image_box(h, w), True, 0)
-    return None
+    if max(h, w) > TIGHT_CROP_MAX_SIDE or max(h, w) / max(min(h, w), 1) > TIGHT_CROP_MAX_ASPECT:
+        return None
+    grey = pixels.mean(axis=2) if pixels.ndim == 3 else pixels
+    if float(np.std(grey)) < TIGHT_CROP_MIN_CONTRAST:
+        return None
+    return FaceRegion(whole_image_box(h, w), True, 0)
 
 
 @dataclass(frozen=True)
