@@ -29,7 +29,7 @@ Protocol:
 Fixed seeds; each fold's scores and weights are cached under ``~/.cache/visage/
 liveness_pad_crops_v3/cv/<tag>/``, so an interrupted run resumes at the fold it was in.
 
-    .venv/bin/python scripts/train_liveness.py                   # CV + final model (about 80 min)
+    .venv/bin/python scripts/train_liveness.py                   # CV + final model (about 60–80 min)
     .venv/bin/python scripts/train_liveness.py --skip-cv         # final model, threshold from cached CV
     .venv/bin/python scripts/train_liveness.py --folds oulu,celeba --no-final   # a quick trial
 """

@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("b")
     p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the calibrated one)")
     p.add_argument("--require-live", action="store_true",
-                   help="refuse (exit 2) unless both photos pass the liveness check, before any matching")
+                   help="refuse (exit 4) unless both photos pass the liveness check, before any matching")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_pipeline_options(p)
     p.set_defaults(run=run_verify)

@@ -46,7 +46,7 @@ def register(sub) -> None:
                    help="compare with each person's nearest face (default) or their mean encoding")
     p.add_argument("--claim", metavar="NAME", help="verify one claimed identity (1:1) instead of searching")
     p.add_argument("--require-live", action="store_true",
-                   help="refuse (exit 2) unless the photo passes the liveness check, before any matching")
+                   help="refuse (exit 4) unless the photo passes the liveness check, before any matching")
     _common(p)
     p.set_defaults(run=run_identify)
 
