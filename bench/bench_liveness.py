@@ -61,16 +61,22 @@ def anchor_scores(crops: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def v2_sample(data: dict) -> np.ndarray:
-    """Which images the v2 cues are scored on: every test-source image with a judged face, and a
-    fixed sample of at most V2_PER_GROUP of each training group's."""
+def in_group(data: dict, members: list[str]) -> np.ndarray:
+    """Mask of the images with a judged face whose group or source is one of ``members``."""
+    return (data["detected"] >= 0) & (np.isin(data["group"], members) | np.isin(data["source"], members))
+
+
+def v2_scores(data: dict) -> np.ndarray:
+    """v2 log-odds on every test-source image with a judged face and on a fixed sample of at most
+    V2_PER_GROUP of each training group's; NaN elsewhere."""
     rng = np.random.default_rng(0)
-    judged = data["detected"] >= 0
-    chosen = judged & np.isin(data["source"], TEST_SOURCES)
+    chosen = in_group(data, list(TEST_SOURCES))
     for members in FOLDS.values():
-        where = np.flatnonzero(judged & (np.isin(data["group"], members) | np.isin(data["source"], members)))
+        where = np.flatnonzero(in_group(data, members))
         chosen[rng.choice(where, min(V2_PER_GROUP, len(where)), replace=False)] = True
-    return chosen
+    out = np.full(len(chosen), np.nan)
+    out[chosen] = v2_logits(data["path"][chosen])
+    return out
 
 
 def v2_logits(paths: np.ndarray) -> np.ndarray:
@@ -170,16 +176,14 @@ def main() -> int:
     judged = data["detected"] >= 0
     labels = data["label"]
     models = {"visage_v3": v3_held_out_scores(data, tag), "minifasnet_anchor": anchor_scores(data["crops"]),
-              "visage_v2_cues": np.full(len(judged), np.nan)}
-    sample = v2_sample(data)
-    models["visage_v2_cues"][sample] = v2_logits(data["path"][sample])
+              "visage_v2_cues": v2_scores(data)}
     groups = {**{fold: members for fold, members in FOLDS.items()}, **{s: [s] for s in TEST_SOURCES}}
     report: dict = {"cv_tag": tag, "threshold_v3": model.threshold, "groups": {}, "judged_images": int(judged.sum()),
                     "unjudged_images": int((~judged).sum())}
     print(f"{'held-out group':<32}" + "".join(f"{m:>26}" for m in models))
     print(f"{'':<32}" + "".join(f"{'EER  worst APCER@BPCER10':>26}" for _ in models))
     for name, members in groups.items():
-        m = judged & (np.isin(data["group"], members) | np.isin(data["source"], members))
+        m = in_group(data, members)
         row = {}
         for model_name, s in models.items():
             ok = m & np.isfinite(s)
@@ -205,7 +209,7 @@ def main() -> int:
         **report["v3_at_shipped_threshold_mean"]))
     ratio = means["minifasnet_anchor"]["eer"] / max(means["visage_v3"]["eer"], 1e-9)
     print(f"anchor EER / v3 EER = {ratio:.2f}; v2 EER / v3 EER = {means['visage_v2_cues']['eer'] / means['visage_v3']['eer']:.2f}")
-    report["fusion_with_v2"] = fusion_with_v2(models, data, groups, judged)
+    report["fusion_with_v2"] = fusion_with_v2(models, data, groups)
     print("on the images v2 scored, v3 + w·v2 (w fitted on the other groups): mean EER {eer:.1%}, mean worst "
           "APCER@BPCER10 {apcer:.1%}; v3 alone {v3_alone_eer:.1%}, {v3_alone_apcer:.1%}".format(**report["fusion_with_v2"]))
     report["speed"] = speed(data)
@@ -216,12 +220,12 @@ def main() -> int:
     return 0
 
 
-def fusion_with_v2(models: dict, data: dict, groups: dict, judged: np.ndarray) -> dict:
+def fusion_with_v2(models: dict, data: dict, groups: dict) -> dict:
     """Does adding the v2 cue log-odds help v3 on held-out groups (on the images v2 scored)? The
     weight for each group is the one of a small grid with the lowest mean EER on the other groups."""
     v3, v2 = models["visage_v3"], models["visage_v2_cues"]
-    scored = judged & np.isfinite(v2) & np.isfinite(v3)
-    masks = {g: scored & (np.isin(data["group"], m) | np.isin(data["source"], m)) for g, m in groups.items()}
+    scored = np.isfinite(v2) & np.isfinite(v3)
+    masks = {g: scored & in_group(data, m) for g, m in groups.items()}
     grid = [0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0]
     eer = {(g, w): fold_summary(v3[m] + w * v2[m], data["label"][m], None) for g, m in masks.items() for w in grid}
     chosen, rows = {}, []
