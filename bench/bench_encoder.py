@@ -9,7 +9,7 @@ see below) unless the environment says otherwise.
 
     .venv/bin/python bench/bench_encoder.py [--chips 32] [--rounds 3]
 
-Writes ``bench/results/encoder.json``.
+Writes ``bench/results/encoder.json`` with ``--save``, else ``bench/results/local/encoder.json``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from _results import add_save_flag, results_dir  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DEV_FACES = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data")) / "faces"
-RESULTS = ROOT / "bench" / "results" / "encoder.json"
 
 
 def collect_chips(count: int) -> tuple[np.ndarray, str]:
@@ -41,7 +42,7 @@ def collect_chips(count: int) -> tuple[np.ndarray, str]:
     import visage
     from visage.encoders.dlib_resnet import CHIP_PADDING, CHIP_SIZE
     from visage.faces.align import dlib_chips
-    from visage.imageio import load_image
+    from visage.media.images import load_image
 
     if DEV_FACES.is_dir():
         paths = sorted(p for p in DEV_FACES.glob("*/*") if p.is_file())
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--chips", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    add_save_flag(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -164,9 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0],
                     "torch": torch.__version__, "dlib": dlib.__version__},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    out = results_dir(args.save) / "encoder.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
     return result
 
 

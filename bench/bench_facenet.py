@@ -15,7 +15,8 @@ ROC AUC, the fitted threshold, and the time per face of detection, alignment and
 the port itself: time per chip of the PyTorch module (batch 1 and batch 16) and of OpenCV's dnn
 running the original TensorFlow graph, and their largest disagreement over all chips.
 
-Writes ``bench/results/facenet.json`` and ``bench/results/facenet_chips.png``.
+Writes ``bench/results/facenet.json`` and ``bench/results/facenet_chips.png`` with ``--save``,
+else the same names under ``bench/results/local/``.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ from tqdm import tqdm
 import visage
 from visage.encoders import get_encoder
 from visage.encoders.facenet import facenet_chips
-from visage.imageio import load_image
+from visage.media.images import load_image
 from visage.models import model_path
-from visage.pairs import load_pairs, pair_distances
-from visage.verification import cross_validated_accuracy, fit_calibration
+from visage.evaluation.pairs import load_pairs, pair_distances
+from visage.evaluation.verification import cross_validated_accuracy, fit_calibration
+
+from _results import add_save_flag, results_dir  # bench/_results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "bench" / "results"
 #: pipeline → (detector, encoder, FaceNet alignment or None)
 PIPELINES = {
     "facenet": ("mtcnn", "facenet", "box"),
@@ -158,6 +160,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for torch and OpenCV (default 1: on a shared machine, two threads that "
                              "wait on each other cost far more than they gain)")
+    add_save_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -217,10 +220,10 @@ def main() -> None:
               f"(batch 16), cv2.dnn {ms['cv2_dnn_batch1']:.0f} (batch 1); torch/cv2.dnn batch 1 "
               f"×{ms['torch_batch1'] / ms['cv2_dnn_batch1']:.2f}")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    chips_picture(paths, RESULTS / "facenet_chips.png")
-    (RESULTS / "facenet.json").write_text(json.dumps(report, indent=2))
-    print(f"wrote {RESULTS / 'facenet.json'} and {RESULTS / 'facenet_chips.png'}")
+    results = results_dir(args.save)
+    chips_picture(paths, results / "facenet_chips.png")
+    (results / "facenet.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {results / 'facenet.json'} and {results / 'facenet_chips.png'}")
 
 
 if __name__ == "__main__":

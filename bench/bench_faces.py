@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_faces.py [--data ../shared/data] [--encoder dlib-torch]
 
-Measures (and writes to bench/results/faces.json):
+Measures (and writes to bench/results/faces.json with --save, else bench/results/local/faces.json):
 - throughput of detect + encode over a folder of photos, faces per second, each library timed on
   the same image one after the other so that load on the machine hits both alike;
 - verification accuracy on pairs.tsv at each library's default threshold, and at the best
@@ -27,8 +27,10 @@ from tqdm import tqdm
 
 import visage
 from visage.encoders import DEFAULT_ENCODER, get_encoder
-from visage.pairs import load_pairs, pair_distances
-from visage.verification import accuracy, cross_validated_accuracy, default_calibration
+from visage.evaluation.pairs import load_pairs, pair_distances
+from visage.evaluation.verification import accuracy, cross_validated_accuracy, default_calibration
+
+from _results import add_save_flag, results_dir  # bench/_results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default
@@ -118,8 +120,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER)
     parser.add_argument("--batch", type=int, default=8, help="photos per visage.encode_batch call")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "faces.json")
+    parser.add_argument("--out", type=Path, help="JSON to write (default: faces.json in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = results_dir(args.save) / "faces.json"
     photos = sorted(p for p in (args.data / "faces").glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     results = {
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},

@@ -14,7 +14,7 @@ Rules compared: visage matching each person's nearest face, visage matching each
 encoding (both at the shipped calibrated threshold), and face_recognition's way, ``compare_faces``
 / ``face_distance`` over the list of known encodings at its default tolerance 0.6, on its own
 encodings. Writes bench/results/gallery_accuracy.json and gallery_accuracy.png (DIR against FAR
-as the threshold moves).
+as the threshold moves) with --save, else the same names under bench/results/local/.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gallery_data import DEFAULT_DATA, ROOT, load_dev_encodings  # noqa: E402
+from _results import add_save_flag, results_dir  # noqa: E402
+from bench_gallery_data import DEFAULT_DATA, load_dev_encodings  # noqa: E402
 
 from visage.gallery import ExactIndex  # noqa: E402
-from visage.verification import default_calibration  # noqa: E402
+from visage.evaluation.verification import default_calibration  # noqa: E402
 
 PEER_TOLERANCE = 0.6  # face_recognition.compare_faces' default
 
@@ -102,8 +103,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--splits", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gallery_accuracy.json")
+    parser.add_argument("--out", type=Path, help="JSON to write, the PNG beside it (default: in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = results_dir(args.save) / "gallery_accuracy.json"
 
     dev = load_dev_encodings(args.data)
     t_visage = default_calibration("dlib-resnet-v1").threshold

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 import visage
 from visage.encoders import get_encoder
-from visage.models import visage_home
+from visage.config import visage_home
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -16,7 +16,7 @@ against the truth, build time, and memory (the index's arrays and the process's 
 ``--store`` also times the SQLite store at each size: bulk filling, the commit of one more
 enrolled person, a cold start (a new process's first search loads every encoding and, from 50k
 faces on, saves a snapshot) and a second start (which memory-maps that snapshot).
-Writes bench/results/gallery_scale.json. On a shared machine run it with OPENBLAS_NUM_THREADS=1:
+Writes bench/results/gallery_scale.json with --save (else bench/results/local/). On a shared machine run it with OPENBLAS_NUM_THREADS=1:
 a contended multi-threaded BLAS makes one small matrix-vector product ten times slower.
 """
 
@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gallery_data import DEFAULT_DATA, ROOT, load_dev_encodings  # noqa: E402
+from _results import add_save_flag, results_dir  # noqa: E402
+from bench_gallery_data import DEFAULT_DATA, load_dev_encodings  # noqa: E402
 
 from visage.gallery import ExactIndex, FaceRecord, Gallery, IvfIndex  # noqa: E402
 
@@ -118,8 +119,11 @@ def main() -> None:
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--store", action="store_true", help="also time the SQLite store at each size")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gallery_scale.json")
+    parser.add_argument("--out", type=Path, help="JSON to write (default: gallery_scale.json in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = results_dir(args.save) / "gallery_scale.json"
 
     import faiss
 

@@ -15,7 +15,7 @@ of the folder, to show how memory grows with the number of images.
 
     .venv/bin/python bench/bench_introspect.py [--images 1000] [--size 64] [--threads 1]
 
-Writes ``bench/results/introspect.json``.
+Writes ``bench/results/introspect.json`` with ``--save``, else ``bench/results/local/introspect.json``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: fairer on a busy machine
 
+from _results import add_save_flag, results_dir  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DEV = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "bench" / "results" / "introspect.json"
 LAYERS = ["conv1_2", "conv3_3", "conv5_3"]
 
 
@@ -47,7 +48,7 @@ def make_folder(folder: Path, count: int, seed: int = 0) -> str:
     sources = sorted((DEV / "style" / "content").glob("*.jpg")) + sorted((DEV / "faces").glob("*/*"))
     photos = []
     for path in sources:
-        from visage.imageio import load_image
+        from visage.media.images import load_image
 
         pixels = load_image(path).pixels
         scale = 256 / min(pixels.shape[:2])
@@ -86,7 +87,7 @@ def run_naive(target, files: list[str], size: int) -> None:
     import numpy as np
     import torch
 
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.introspect.images import square_resize
     from visage.introspect.patches import crop
 
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="side the network sees (default 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per contender (default 1)")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "FOLDER", "COUNT"), help=argparse.SUPPRESS)
+    add_save_flag(parser)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]), args.size, args.threads)
@@ -168,9 +170,9 @@ def main() -> None:
     result = {"layers": LAYERS, "size": args.size, "threads": args.threads, "images_from": source,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
               "runs": runs, "ratios": ratios}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1))
-    print(f"wrote {RESULTS}")
+    out = results_dir(args.save) / "introspect.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ that group's BPCER is 10% (an oracle threshold per group); for v3 also APCER and
 shipped threshold. Then: a fusion of v3 with the v2 cues (weight fitted on the other groups),
 and the time per face of each model, besides detection.
 
-    .venv/bin/python bench/bench_liveness.py           # prints, writes bench/results/liveness.tmp.json
+    .venv/bin/python bench/bench_liveness.py           # prints, writes bench/results/local/liveness.json and plots
     .venv/bin/python bench/bench_liveness.py --save    # writes bench/results/liveness.json and plots
 """
 
@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from liveness_data import CACHE, PAD, SCALES, TEST_SOURCES, load_crops  # noqa: E402
 from train_liveness import ANCHORS, FOLDS, INIT, fold_summary  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
+from _results import add_save_flag, results_dir  # noqa: E402
+
 V2_PER_GROUP = 150
 
 
@@ -84,7 +85,7 @@ def v2_logits(paths: np.ndarray) -> np.ndarray:
     from tqdm import tqdm
 
     from visage.faces.detect import detect_boxes, get_detector
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.liveness.cues import load_model
     from visage.liveness.features import face_features
     from visage.liveness.passive import face_region
@@ -137,7 +138,7 @@ def speed(data: dict) -> dict:
     import torch
 
     from visage.faces.types import Box
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.liveness.cues import load_model as load_v2
     from visage.liveness.features import face_features
     from visage.liveness.passive import load_model, passive_check, to_network_input
@@ -163,13 +164,14 @@ def speed(data: dict) -> dict:
 
 
 def main() -> int:
-    from visage.liveness.metrics import plot_det
+    from visage.evaluation.plots import plot_det
     from visage.liveness.passive import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tag", default=None, help="training cache of the CV scores (default: the shipped model's)")
-    ap.add_argument("--save", action="store_true", help="write the tracked results (bench/results/liveness.json)")
+    add_save_flag(ap)
     args = ap.parse_args()
+    results = results_dir(args.save)
     model = load_model()
     tag = args.tag or model.info["cv_tag"]
     data = load_crops()
@@ -190,10 +192,9 @@ def main() -> int:
             row[model_name] = fold_summary(s[ok], labels[ok], model.threshold if model_name == "visage_v3" else None)
         report["groups"][name] = {"held_out_by": "shipped model" if name in TEST_SOURCES else "cross-validation", **row}
         print(f"{name:<32}" + "".join(f"{r['eer']:>10.1%}{r['at_bpcer_10']['apcer_worst']:>16.1%}" for r in row.values()))
-        if args.save:
-            plot_det({lab: list(models["visage_v3"][m][labels[m] == lab]) for lab in sorted(set(labels[m]))},
-                     RESULTS / "liveness" / f"det_v3_{name}.png", threshold=model.threshold,
-                     title=f"DET: visage liveness v3 on {name} (never trained on it)")
+        plot_det({lab: list(models["visage_v3"][m][labels[m] == lab]) for lab in sorted(set(labels[m]))},
+                 results / "liveness" / f"det_v3_{name}.png", threshold=model.threshold,
+                 title=f"DET: visage liveness v3 on {name} (never trained on it)")
     means = {k: {"eer": float(np.mean([g[k]["eer"] for g in report["groups"].values()])),
                  "worst_apcer_at_bpcer_10": float(np.mean([g[k]["at_bpcer_10"]["apcer_worst"]
                                                            for g in report["groups"].values()]))} for k in models}
@@ -214,7 +215,7 @@ def main() -> int:
           "APCER@BPCER10 {apcer:.1%}; v3 alone {v3_alone_eer:.1%}, {v3_alone_apcer:.1%}".format(**report["fusion_with_v2"]))
     report["speed"] = speed(data)
     print("ms per face besides detection: " + ", ".join(f"{k} {v:.1f}" for k, v in report["speed"].items()))
-    out = RESULTS / ("liveness.json" if args.save else "liveness.tmp.json")
+    out = results / "liveness.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0

@@ -14,7 +14,7 @@ that send ``--requests`` requests in all: identify (a dev-set photo) or, with pr
 Side by side, in the same run and on the same photos, one client calling the library in-process:
 ``Gallery.identify`` (visage without HTTP) and the face_recognition library's way (face_encodings,
 then compare_faces against the enrolled encodings); the ratios say what the service costs.
-Writes bench/results/server_load.json.
+Writes bench/results/server_load.json with --save, else bench/results/local/server_load.json.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from tqdm import tqdm
 
 from visage.gallery import Gallery
 from visage.server.auth import KeyStore
+
+from _results import add_save_flag, results_dir  # bench/_results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,8 +201,11 @@ def main() -> int:
     parser.add_argument("--baseline", type=int, default=60, help="in-process identifications for the comparison")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "server_load.json")
+    parser.add_argument("--out", type=Path, help="JSON to write (default: server_load.json in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = results_dir(args.save) / "server_load.json"
 
     pool = photos(args.data, args.side)
     with tempfile.TemporaryDirectory(prefix="visage-load-") as tmp:

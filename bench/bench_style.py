@@ -4,7 +4,8 @@ Both optimise the same objective (same network, content and style layers, layer 
 normalisation, size, step count, L-BFGS from the content image). Each runs in its own process
 so that its peak memory can be read. Prints time per step, final loss and peak memory as
 ratios, and how much sooner visage's loss reaches the reference's final loss; writes
-bench/results/style_bench.json and a small PNG of the results.
+bench/results/style_bench.json and a small PNG of the results (with --save; else both go to
+bench/results/local/).
 
     .venv/bin/python bench/bench_style.py --size 512 --steps 20
 """
@@ -26,8 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
+from _results import add_save_flag, results_dir  # noqa: E402
+
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "bench" / "results"
 
 
 def _peak_rss_mb() -> float:
@@ -37,7 +39,7 @@ def _peak_rss_mb() -> float:
 def _inputs(cfg: dict):
     """Content at long side ``size``; style resized to exactly the content's shape, since the
     tutorial's loss modules need both images the same size."""
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.style.transfer import _resize_exact, _resize_long
 
     content = _resize_long(load_image(cfg["content"]).pixels, cfg["size"])
@@ -49,7 +51,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(cfg["threads"])
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.style import StyleSettings, stylize
     from visage.style.features import load_feature_net
     from visage.style.transfer import _resize_long, _to_pixels, _to_tensor, resolve_style_layers
@@ -107,7 +109,7 @@ def _objective(pixels: np.ndarray, cfg: dict) -> float:
     """J = α·J_content + β·J_style of a final image, computed one way for every implementation."""
     import torch
 
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.style.features import extract, load_feature_net
     from visage.style.losses import content_cost, mean_gram, style_cost
     from visage.style.transfer import _resize_long, _to_tensor, resolve_style_layers
@@ -134,7 +136,8 @@ def main() -> None:
     parser.add_argument("--content-weight", type=float, default=1.0)
     parser.add_argument("--style-weight", type=float, default=None, help="default: visage's default")
     parser.add_argument("--skip-frozen", action="store_true", help="skip the reference with frozen weights")
-    parser.add_argument("--out", default=str(RESULTS / "style_bench.json"))
+    parser.add_argument("--out", help="JSON to write, the PNG beside it (default: in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
 
     from visage.style import StyleSettings
@@ -168,7 +171,7 @@ def main() -> None:
     report = dict(settings={k: cfg[k] for k in cfg}, machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
                   loadavg_before=load_before, loadavg_after=os.getloadavg()), results=rows, ratios=ratios,
                   when=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
-    out = Path(args.out)
+    out = Path(args.out) if args.out else results_dir(args.save) / "style_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     _montage([runs[k]["pixels"] for k in kinds], out.with_suffix(".png"))

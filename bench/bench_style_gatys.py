@@ -10,6 +10,9 @@ weights (its MSEs are visage's costs without the 1/4), so the curve is printed i
 
     .venv/bin/python bench/bench_style_gatys.py --device cuda           # the full recipe
     .venv/bin/python bench/bench_style_gatys.py --scale 0.25 --steps 100 # a CPU-sized look
+
+Writes style_gatys_curve.json, its image (.png) and plot (_plot.png) into bench/results/ with
+--save, else into bench/results/local/.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+from _results import add_save_flag, results_dir  # noqa: E402
+
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "bench" / "results"
 
 
 def long_side_for_short(pixels: np.ndarray, short: int) -> int:
@@ -43,12 +48,13 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="scale both stage sizes (1: 512 then 800 short side)")
     parser.add_argument("--steps", type=int, default=500, help="evaluations at the first stage (notebook: 500)")
     parser.add_argument("--fine-steps", type=int, default=200, help="evaluations at the second stage (notebook: 200)")
-    parser.add_argument("--out", default=str(RESULTS / "style_gatys_curve.json"))
+    parser.add_argument("--out", help="JSON to write, the PNGs beside it (default: in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
 
     import torch
 
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.style import StyleSettings, stylize
     from visage.style.features import channels, load_feature_net
 
@@ -79,7 +85,7 @@ def main() -> None:
                 curve.append(dict(stage=stage, iteration=entry["step"], loss=4.0 * entry["total"]))
     seconds = time.perf_counter() - started
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else results_dir(args.save) / "style_gatys_curve.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     from PIL import Image
     small = Image.fromarray(result.pixels)

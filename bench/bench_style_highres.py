@@ -4,7 +4,8 @@
     .venv/bin/python bench/bench_style_highres.py --size 2048 --steps 4 --fine-steps 2
 
 Each implementation runs in its own process; peak memory is the process's peak resident set size.
-Writes bench/results/style_highres.json and a small preview PNG.
+Writes bench/results/style_highres.json and a small preview PNG with --save, else both into
+bench/results/local/.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
+from _results import add_save_flag, results_dir  # noqa: E402
+
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "bench" / "results"
 
 
 def _peak_mb() -> float:
@@ -34,7 +36,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(cfg["threads"])
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.style import StyleSettings, stylize
     from visage.style.features import load_feature_net
     from visage.style.transfer import _resize_exact, _resize_long, _to_tensor, resolve_style_layers
@@ -81,9 +83,10 @@ def main() -> None:
     parser.add_argument("--content", default=str(DATA / "style/content/tubingen.jpg"))
     parser.add_argument("--style", default=str(DATA / "style/style/starry_night.jpg"))
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--out", default=str(RESULTS / "style_highres.json"))
+    parser.add_argument("--out", help="JSON to write, the preview beside it (default: in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out) if args.out else results_dir(args.save) / "style_highres.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     cfg = dict(size=args.size, steps=args.steps, fine_steps=args.fine_steps, threads=args.threads,
                network=args.network, content=args.content, style=args.style, preview=str(out.with_suffix(".png")))

@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_style_weights.py --size 256 --steps 100 --weights 0.1,0.3,1,3,10
 
 Writes bench/results/style_weights.json and a contact sheet bench/results/style_weights.png
-(content | one image per β), used to choose visage's default β.
+(content | one image per β), used to choose visage's default β. Without --save both go to
+bench/results/local/ instead.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+from _results import add_save_flag, results_dir  # noqa: E402
+
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "bench" / "results"
 
 
 def main() -> None:
@@ -31,12 +34,13 @@ def main() -> None:
     parser.add_argument("--content", default=str(DATA / "style/content/tubingen.jpg"))
     parser.add_argument("--styles", default=str(DATA / "style/style/starry_night.jpg"),
                         help="comma-separated style images, one row each")
-    parser.add_argument("--out", default=str(RESULTS / "style_weights.json"))
+    parser.add_argument("--out", help="JSON to write, the contact sheet beside it (default: in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
 
     from PIL import Image
 
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.style import StyleSettings, style_distance, stylize
 
     betas = [float(b) for b in args.weights.split(",")]
@@ -54,7 +58,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             tiles.append(result.pixels)
         sheet_rows.append(tiles)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else results_dir(args.save) / "style_weights.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(settings=vars(args), rows=rows), indent=2))
     height = 128

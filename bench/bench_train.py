@@ -12,7 +12,8 @@
 
     .venv/bin/python bench/bench_train.py [--device cuda] [--seeds 2] [--epochs 10]
 
-Writes bench/results/train.json.
+Writes bench/results/train.json (train_cuda.json on a GPU) with --save, else the same name under
+bench/results/local/.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from visage.train.data import FaceCache, PKSampler, scan_people
 from visage.train.losses import l2_normalize
 from visage.train.run import freeze_all_but_last
 from visage.train.trained import chip_transform, finetune_net
+
+from _results import add_save_flag, results_dir  # bench/_results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
@@ -210,8 +213,10 @@ def main() -> None:
     parser.add_argument("--finetune-gain", action="store_true",
                         help="also fine-tune FaceNet for the held-out gain (on by default with a GPU)")
     parser.add_argument("--finetune-epochs", type=int, default=8)
-    parser.add_argument("--output", help="JSON to write (default: bench/results/train.json, train_cuda.json on a GPU)")
+    parser.add_argument("--output", help="JSON to write (default: train.json, train_cuda.json on a GPU, in the "
+                                          "results folder)")
     parser.add_argument("--finetune-batches", type=int, default=10)
+    add_save_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not (DATA / "faces").is_dir():
@@ -239,7 +244,7 @@ def main() -> None:
         "finetune_facenet": finetune_throughput("facenet", paths, all_labels, args),
     }
     default = "train.json" if args.device == "cpu" else f"train_{args.device.split(':')[0]}.json"
-    out = Path(args.output) if args.output else ROOT / "bench" / "results" / default
+    out = Path(args.output) if args.output else results_dir(args.save) / default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     gain = results.get("held_out_gain")

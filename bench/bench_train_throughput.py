@@ -7,7 +7,8 @@ synthetic chips, since throughput does not depend on what the pixels show; it ne
 it runs on a GPU machine too. Beside each, PyTorch's ``nn.TripletMarginLoss`` on random triplets
 (the nearest peer) on the same network and batches. Networks: dlib's ResNet (pretrained weights
 when the model file is installed), FaceNet's Inception-ResNet-v1 architecture (all layers
-trained), and the small 2D ConvEncoder. Writes bench/results/train_throughput_<device>.json.
+trained), and the small 2D ConvEncoder. Writes bench/results/train_throughput_<device>.json with
+--save, else the same name under bench/results/local/.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from visage.nets.inception_resnet_v1 import InceptionResnetV1
 from visage.train import TrainConfig, TripletTrainer
 from visage.train.nets import ConvEncoder
 
-ROOT = Path(__file__).resolve().parents[1]
+from _results import add_save_flag, results_dir  # bench/_results.py
 
 
 def dlib_resnet():
@@ -104,7 +105,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="JSON to write (default: in the results folder)")
+    add_save_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -119,7 +121,7 @@ def main() -> None:
                           "torch_threads": args.threads, "torch": torch.__version__,
                           "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
               "steps": args.steps, "batch": "8 people x 4 chips", "rows": rows}
-    out = args.out or ROOT / "bench" / "results" / f"train_throughput_{device.type}.json"
+    out = args.out or results_dir(args.save) / f"train_throughput_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {out}")

@@ -18,10 +18,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from visage.config import visage_home  # noqa: E402  (after the path insert)
+
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 PAD = DATA / "pad"
 SCALES = (2.7, 4.0)
-CACHE = Path(os.environ.get("VISAGE_HOME", Path.home() / ".cache" / "visage")) / "liveness_pad_crops_v3"
+CACHE = visage_home() / "liveness_pad_crops_v3"
 CHUNK = 500
 #: Whole sources never used for training or choosing anything: the tests measure the model on them.
 TEST_SOURCES = ("nuaa_imironica", "fas_jonathansuryas-kaggle", "pyimagesearch_orig_stanholaysan")
@@ -53,7 +55,7 @@ def _crop_one(path: str) -> tuple[np.ndarray, bool, int]:
     import cv2
 
     from visage.faces.detect import detect_boxes, get_detector
-    from visage.imageio import load_image
+    from visage.media.images import load_image
     from visage.liveness.crops import context_crop
     from visage.liveness.passive import face_region
 

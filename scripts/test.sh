@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install everything (scripts/setup.sh, plus Chromium and Playwright for the web page's
-# end-to-end test) and run the test suite.
+# end-to-end test), then lint (ruff), type-check (mypy) and run the test suite; any finding fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_browser.sh
+.venv/bin/ruff check src
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

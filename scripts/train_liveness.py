@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from liveness_data import CACHE, SCALES, TEST_SOURCES, load_crops  # noqa: E402
 
+from visage.evaluation.metrics import BONA_FIDE, pad_eer, pad_error_rates  # noqa: E402
+
 ANCHORS = ROOT.parent / "shared" / "anchors" / "silent-face"
 #: Initial weights per context scale, with their sha256 (as ../shared/anchors/silent-face/README.md).
 INIT = {2.7: ("2.7_80x80_MiniFASNetV2.pth", "a5eb02e1843f19b5386b953cc4c9f011c3f985d0ee2bb9819eea9a142099bec0"),
@@ -222,22 +224,23 @@ def score(branches: dict, crops: np.ndarray, batch: int = 512) -> np.ndarray:
 
 # -- metrics ----------------------------------------------------------------------------------------
 
+def by_label(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Label → its scores, as :mod:`visage.evaluation.metrics` takes them ("real" is bona fide)."""
+    return {lab: scores[labels == lab] for lab in sorted(set(labels))}
+
+
 def group_rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     """Per attack type APCER, worst APCER and BPCER at ``threshold`` (live when score ≥ threshold)."""
-    live = labels == "real"
-    apcer = {t: float(np.mean(scores[labels == t] >= threshold)) for t in sorted(set(labels[~live]))}
-    return {"apcer": apcer, "apcer_worst": max(apcer.values()), "bpcer": float(np.mean(scores[live] < threshold))}
+    apcers, bpcer = pad_error_rates(by_label(scores, labels), threshold, BONA_FIDE)
+    apcer = {t: float(rate) for t, rate in apcers.items()}
+    return {"apcer": apcer, "apcer_worst": max(apcer.values()), "bpcer": float(bpcer)}
 
 
 def fold_summary(scores: np.ndarray, labels: np.ndarray, shipped_threshold: float | None) -> dict:
-    live = labels == "real"
+    live = labels == BONA_FIDE
     at_bpcer10 = float(np.quantile(scores[live], 0.10))
-    thresholds = np.unique(scores)
-    worst = np.array([group_rates(scores, labels, t)["apcer_worst"] for t in thresholds])
-    bpcer = np.array([np.mean(scores[live] < t) for t in thresholds])
-    i = int(np.argmin(np.abs(worst - bpcer)))
     out = {"n": int(len(scores)), "counts": {t: int(np.sum(labels == t)) for t in sorted(set(labels))},
-           "eer": float((worst[i] + bpcer[i]) / 2), "at_bpcer_10": group_rates(scores, labels, at_bpcer10)}
+           "eer": pad_eer(by_label(scores, labels), BONA_FIDE), "at_bpcer_10": group_rates(scores, labels, at_bpcer10)}
     if shipped_threshold is not None:
         out["at_shipped_threshold"] = group_rates(scores, labels, shipped_threshold)
     return out
@@ -247,10 +250,12 @@ def balanced_threshold(fold_scores: dict[str, tuple[np.ndarray, np.ndarray]]) ->
     """The threshold where the mean over folds of BPCER equals the mean of the worst-type APCER."""
     everything = np.unique(np.concatenate([s for s, _ in fold_scores.values()]))
     grid = np.quantile(everything, np.linspace(0.01, 0.99, 393))
-    gaps = []
-    for t in grid:
-        rates = [group_rates(s, lab, t) for s, lab in fold_scores.values()]
-        gaps.append(abs(np.mean([r["apcer_worst"] for r in rates]) - np.mean([r["bpcer"] for r in rates])))
+    worst, bpcer = [], []  # per fold, at every threshold of the grid
+    for s, lab in fold_scores.values():
+        apcers, b = pad_error_rates(by_label(s, lab), grid, BONA_FIDE)
+        worst.append(np.max(np.stack(list(apcers.values())), axis=0))
+        bpcer.append(b)
+    gaps = [abs(np.mean([w[k] for w in worst]) - np.mean([b[k] for b in bpcer])) for k in range(len(grid))]
     return float(grid[int(np.argmin(gaps))])
 
 
@@ -272,7 +277,7 @@ def print_table(rows: dict[str, dict], title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from visage.liveness.metrics import plot_det
+    from visage.evaluation.plots import plot_det
     from visage.liveness.passive import PassiveModel
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from visage.calibrate import (PairCalibration, distance_threshold_at_far, fit_pair_calibration, fit_pair_head,
-                              load_pair_calibration, pair_features)
 from visage.cli import main
 from visage.errors import VisageError
-from visage.train.metrics import eer, expected_calibration_error, tar_at_far
+from visage.evaluation.calibration import (PairCalibration, distance_threshold_at_far, fit_pair_calibration,
+                                           fit_pair_head, load_pair_calibration, pair_features)
+from visage.evaluation.metrics import eer, expected_calibration_error, tar_at_far
 
 
 def _synthetic_pairs(n: int, seed: int, noise: float = 0.9, dim: int = 16):
@@ -99,6 +99,7 @@ def small_pairs(shared_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_calibrate_cli_writes_report_curves_and_a_usable_calibration(small_pairs, tmp_path, capsys):
     assert main(["calibrate", str(small_pairs), "-o", str(tmp_path / "cal"), "--folds", "4", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -110,7 +111,7 @@ def test_calibrate_cli_writes_report_curves_and_a_usable_calibration(small_pairs
         assert {"eer", "tar@far=0.01", "tar@far=0.001", "auc", "accuracy", "ece"} <= set(m)
         assert m["auc"] > 0.9 and m["accuracy"] > 0.85  # dlib on real dev pairs, out of fold
     cal = load_pair_calibration(tmp_path / "cal" / "calibration.json")
-    from visage.verification import Calibration
+    from visage.evaluation.verification import Calibration
 
     plain = Calibration.load(tmp_path / "cal" / "distance_calibration.json")
     assert plain.threshold == cal.distance.threshold and cal.encoder == "dlib-resnet-v1"

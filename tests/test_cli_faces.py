@@ -11,7 +11,7 @@ import pytest
 from PIL import Image as PILImage
 
 from visage.cli import main
-from visage.verification import default_calibration
+from visage.evaluation.verification import default_calibration
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -87,6 +87,7 @@ def test_models_lists_every_model_with_a_good_checksum(capsys):
     assert all(r["checksum_ok"] and r["size"] > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_as_a_process(photos):
     proc = subprocess.run([sys.executable, "-m", "visage", "verify", photos["obama"], photos["biden"]],
                           capture_output=True, text=True, timeout=300)

@@ -11,7 +11,7 @@ from visage.encoders import get_encoder
 from visage.encoders.dlib_resnet import DlibResNetEncoder
 from visage.encoders.dlib_torch import DlibTorchEncoder
 from visage.errors import ModelError
-from visage.imageio import load_image
+from visage.media.images import load_image
 from visage.models import model_path
 from visage.nets import dlib_resnet
 from visage.nets.dlib_resnet import read_dlib_resnet
@@ -45,6 +45,7 @@ def dev_chips(shared_data, dlib_encoder) -> np.ndarray:
     return np.concatenate(chips)
 
 
+@pytest.mark.slow
 def test_matches_dlib_on_dev_faces(dev_chips, dlib_encoder, torch_encoder):
     expected = dlib_encoder.encode_chips(dev_chips)
     got = torch_encoder.encode_chips(dev_chips)

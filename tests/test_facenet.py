@@ -14,7 +14,7 @@ from visage.encoders.base import Encoder
 from visage.encoders.facenet import EXPECTED_TENSORS, convert_graph, graph_constants, load_facenet, read_graph
 from visage.errors import ModelError
 from visage.faces.detect import get_detector
-from visage.imageio import load_image
+from visage.media.images import load_image
 from visage.models import model_path
 
 OBAMA = "faces/facerec__obama/obama.jpg"
@@ -175,6 +175,7 @@ def test_corrupt_installed_graph_fails_its_checksum(tmp_path, monkeypatch):
         load_facenet()
 
 
+@pytest.mark.slow
 def test_module_fine_tunes_and_train_mode_keeps_pretrained_outputs(facenet):
     """BN is folded into the convs, so train() changes nothing but dropout and the bottleneck BN."""
     from visage.encoders.facenet import standardise

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 import visage
 from visage.errors import FaceCountError
-from visage.imageio import load_image
+from visage.media.images import load_image
 
 
 def _expectations(shared_data) -> dict[tuple[str, str], str]:
@@ -73,6 +73,7 @@ def test_partial_face_box_is_clipped_to_the_image(shared_data):
     assert abs(faces[0].box.top - 142) <= 3 and abs(faces[0].box.right - 191) <= 3
 
 
+@pytest.mark.slow
 def test_cnn_detector(obama):
     faces = visage.detect(obama, detector="mmod", min_face_size=200)
     assert len(faces) == 1
@@ -118,6 +119,7 @@ def test_astronaut_is_herself_after_resizing_and_relighting():
     assert result.same and result.distance < 0.3 and result.probability > 0.9
 
 
+@pytest.mark.slow
 def test_batch_equals_one_by_one(shared_data):
     paths = [shared_data / "faces/facerec__obama/obama2.jpg", shared_data / "faces/facerec__biden/biden.jpg"]
     batch = visage.encode_batch(paths)
@@ -127,6 +129,7 @@ def test_batch_equals_one_by_one(shared_data):
         np.testing.assert_allclose(got[0].encoding, single[0].encoding, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_threads_share_the_models_safely(shared_data):
     from concurrent.futures import ThreadPoolExecutor
 

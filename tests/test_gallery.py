@@ -18,10 +18,10 @@ import visage
 from visage.cli import main as cli
 from visage.errors import GalleryError
 from visage.gallery import ExactIndex, FaceRecord, Gallery, IvfIndex
-from visage.verification import default_calibration
+from visage.evaluation.verification import default_calibration
 
 PEOPLE = ["Ariel_Sharon", "Arnold_Schwarzenegger", "Colin_Powell", "Donald_Rumsfeld"]
-BACKENDS = ["sqlite", "milvus-lite"]
+BACKENDS = ["sqlite", pytest.param("milvus-lite", marks=pytest.mark.slow)]  # Milvus Lite starts a server: slow lane
 
 
 def lfw(shared_data: Path, person: str, number: int) -> Path:
@@ -214,6 +214,7 @@ def test_truncated_gallery_file_gives_a_clear_error(tmp_path, encoded):
 
 # -- the pipeline on real photos -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_enroll_and_identify_real_photos(shared_data, tmp_path):
     faces = shared_data / "faces"
     with Gallery(tmp_path / "g.db") as g:
@@ -319,6 +320,7 @@ def test_default_gallery_location_follows_visage_home(monkeypatch, tmp_path):
     assert default_gallery_path() == Path.home() / ".local/share/visage/gallery.db"
 
 
+@pytest.mark.slow
 def test_cli_switches_backend_by_location_only(shared_data, tmp_path, capsys):
     pytest.importorskip("milvus_lite")
     gallery = ["--gallery", f"milvus-lite:{tmp_path / 'people.db'}"]

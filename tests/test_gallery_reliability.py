@@ -17,6 +17,8 @@ from PIL import Image as PILImage
 
 from visage.gallery import Gallery
 
+pytestmark = pytest.mark.slow  # real processes, killed and raced
+
 BASES = [("Ariel_Sharon", (1, 2, 3)), ("Colin_Powell", (1, 2, 3)), ("Donald_Rumsfeld", (1, 2, 3)),
          ("Arnold_Schwarzenegger", (1, 2, 3))]
 

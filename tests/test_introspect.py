@@ -150,6 +150,7 @@ def test_vgg_units_are_ranked_by_their_best_activations(vgg_report):
             assert all(p.pixels.shape[:2] == layer.field.size for p in unit.patches)
 
 
+@pytest.mark.slow
 def test_maximisation_raises_the_unit_many_fold():
     target = resolve_model(CrossDetector(), input_size=24)
     result = maximize(target, "detect", [0], size=24, steps=60, lr=0.1, jitter_px=1, scale_jitter=0, progress=False)
@@ -165,6 +166,7 @@ def test_maximisation_raises_the_unit_many_fold():
     assert matched.max() > 1000  # of 6375 for a perfect cross; a grey or noise image gives a few hundred
 
 
+@pytest.mark.slow
 def test_maximisation_raises_vgg_units(tmp_path):
     result = maximize("vgg16", "conv2_2", [1, 3], size=40, steps=25, progress=False)
     assert (result.final > 50).all()
@@ -232,6 +234,7 @@ def test_unreadable_images_are_skipped_and_named(tmp_path, cross_folder):
         top_patches(resolve_model(CrossDetector(), input_size=40), ["detect"], folder, progress=False)
 
 
+@pytest.mark.slow
 def test_face_encoder_sees_aligned_chips_of_every_face(shared_data, tmp_path):
     from visage.encoders import ENCODERS
 

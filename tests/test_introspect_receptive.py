@@ -87,6 +87,7 @@ def test_axis_arithmetic_matches_vgg16_published_fields():
     assert (field.size, field.stride) == (6, 2)
 
 
+@pytest.mark.slow
 def test_vgg16_fields_agree_with_gradient_support():
     vgg = resolve_model("vgg16").net
     infos = receptive_fields("vgg16")

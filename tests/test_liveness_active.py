@@ -151,7 +151,7 @@ def flat_photo_clip(shared_data):
 
     The face is well resolved (about 250 px wide), as before a door camera. With blurrier faces the
     landmark jitter approaches the threshold (see docs/liveness.md)."""
-    from visage.imageio import load_image
+    from visage.media.images import load_image
 
     from visage.liveness.simulate import simulate_moving_print
 
@@ -159,13 +159,17 @@ def flat_photo_clip(shared_data):
 
 
 def test_rendered_clip_of_a_flat_photo_fails_planarity(flat_photo_clip):
-    track = active.track_faces(flat_photo_clip, min_face_fraction=0.2)
+    from visage.faces.track import track_largest
+
+    size = (flat_photo_clip[0].shape[1], flat_photo_clip[0].shape[0])
+    track = active.measure_track(track_largest(flat_photo_clip, "hog", min_face_fraction=0.2), size)
     assert track.frames_with_face >= 9
     result = planarity(track.landmarks, track.poses)
     assert result.pairs > 0, "the turning sheet should give views far enough apart"
     assert result.planar is True, result
 
 
+@pytest.mark.slow
 def test_fused_check_refuses_the_flat_photo_clip(flat_photo_clip):
     from visage.liveness import check
 
@@ -183,6 +187,7 @@ def test_too_few_frames_is_insufficient_evidence(flat_photo_clip):
     assert "too few frames" in result.reason
 
 
+@pytest.mark.slow
 def test_cli_on_a_video_file_of_the_flat_photo(flat_photo_clip, tmp_path, capsys):
     import json
 

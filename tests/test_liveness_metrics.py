@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from visage.liveness.metrics import apcer, bpcer, bpcer_at_apcer, det_points, pad_metrics, plot_det
+from visage.evaluation.metrics import apcer, bpcer, bpcer_at_apcer, det_points, pad_metrics
+from visage.evaluation.plots import plot_det
 
 SCORES = {
     "real": [0.9, 0.8, 0.4, 0.7],          # 0.4 is refused at 0.5: BPCER = 1/4

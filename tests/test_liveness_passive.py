@@ -10,7 +10,7 @@ import pytest
 from PIL import Image as PILImage
 
 from visage.errors import ModelError, SpoofError, VisageError
-from visage.imageio import load_image
+from visage.media.images import load_image
 from visage.liveness import check, require_live
 from visage.liveness.features import face_features, feature_names, lbp_histogram
 from visage.liveness.cues import load_model as load_cue_model

@@ -10,7 +10,8 @@ import pytest
 
 from visage.errors import GalleryError
 from visage.gallery.types import FaceRecord
-from visage.server.challenges import ChallengeError, ChallengeStore
+from visage.errors import ChallengeError
+from visage.server.challenges import ChallengeStore
 from visage.server.crypto import EncryptedStore, open_encrypted_or_plain
 from visage.server.jobs import JobQueue, QueueFull
 from visage.server.limits import RateLimiter

@@ -18,6 +18,8 @@ from visage.server.auth import KeyStore
 
 from test_server import jpeg  # tests/ is on sys.path (no __init__.py)
 
+pytestmark = pytest.mark.slow  # starts the server as a real process
+
 
 def free_port() -> int:
     with socket.socket() as s:

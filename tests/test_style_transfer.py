@@ -51,6 +51,7 @@ def test_short_lbfgs_run_lowers_the_loss():
     assert result.pixels.shape == (48, 64, 3) and result.pixels.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_output_moves_towards_the_style():
     content, style = _photo(), _painting()
     result = stylize(content, style, StyleSettings(size=64, steps=30, network=NET), progress=False)
@@ -162,6 +163,7 @@ def test_zero_size_array_is_refused():
                 progress=False)
 
 
+@pytest.mark.slow
 def test_tubingen_starry_night_style_distance_falls(shared_data):
     content = shared_data / "style/content/tubingen.jpg"
     style = shared_data / "style/style/starry_night.jpg"

@@ -18,7 +18,7 @@ PER_PERSON = 6
 HELD_OUT = {"dlib__John_Simm", "dlib__John_Savage", "lfw__Colin_Powell", "lfw__Ariel_Sharon"}
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]  # encodes the dev set, trains
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_train_cli_head_mode_checkpoints_resumes_and_saves_an_encoder(faces_dir,
     assert trained.kind == "head" and len(trained.meta["people"]["validation"]) == 3
     encoder = load_trained_encoder(model)
     from visage import detect
-    from visage.imageio import load_image
+    from visage.media.images import load_image
 
     photo = next((faces_dir / "lfw__Colin_Powell").iterdir())
     img = load_image(photo)

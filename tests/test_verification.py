@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from visage.pairs import encode_pair_images, load_pairs, pair_distances
-from visage.verification import (Calibration, accuracy, best_threshold, cross_validated_accuracy, decide,
-                                 default_calibration, fit_calibration)
+from visage.evaluation.pairs import encode_pair_images, load_pairs, pair_distances
+from visage.evaluation.verification import (Calibration, accuracy, best_threshold, cross_validated_accuracy,
+                                            decide, default_calibration, fit_calibration)
 
 
 def test_best_threshold_sits_in_the_middle_of_the_gap():
@@ -48,6 +48,7 @@ def dev_pairs(shared_data):
     return pairs, pair_distances(pairs, encode_pair_images(pairs))
 
 
+@pytest.mark.slow
 def test_dev_pairs_fall_on_the_right_side_of_the_default_threshold(dev_pairs):
     pairs, (distances, same) = dev_pairs
     assert len(same) == len(pairs) == 708  # a face is found in every photo

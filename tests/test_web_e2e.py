@@ -23,6 +23,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = [
+    pytest.mark.slow,  # a real browser
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (run scripts/install_browser.sh)"),
     pytest.mark.skipif(importlib.util.find_spec("playwright") is None,
                        reason="the playwright package is missing (run scripts/install_browser.sh)"),

@@ -27,13 +27,13 @@ _EXPORTS = {
     "encode": "visage.api",
     "encode_batch": "visage.api",
     "verify": "visage.api",
-    "load_image": "visage.imageio",
-    "Image": "visage.imageio",
+    "load_image": "visage.media.images",
+    "Image": "visage.media.images",
     "Face": "visage.faces.types",
     "Box": "visage.faces.types",
     "FaceEncoding": "visage.faces.types",
-    "Verification": "visage.verification",
-    "Calibration": "visage.verification",
+    "Verification": "visage.evaluation.verification",
+    "Calibration": "visage.evaluation.verification",
     "VisageError": "visage.errors",
     "ImageError": "visage.errors",
     "ModelError": "visage.errors",
@@ -48,10 +48,10 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from .api import detect, encode, encode_batch, verify
     from .errors import FaceCountError, GalleryError, ImageError, ModelError, SpoofError, VisageError
-    from .gallery import Gallery
+    from .evaluation.verification import Calibration, Verification
     from .faces.types import Box, Face, FaceEncoding
-    from .imageio import Image, load_image
-    from .verification import Calibration, Verification
+    from .gallery import Gallery
+    from .media.images import Image, load_image
 
 
 def __getattr__(name: str):

@@ -13,9 +13,9 @@ from PIL import Image as PILImage
 
 from .api import detect, verify
 from .draw import save_drawing
+from .evaluation.verification import Verification
 from .faces.types import Face
-from .imageio import Image, load_image
-from .verification import Verification
+from .media.images import Image, load_image
 
 
 @dataclass

@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
 from .faces.types import Face
-from .imageio import Image
+from .media.images import Image
 
 
 def draw_faces(image: Image, faces: list[Face], labels: list[str] | None = None) -> PILImage.Image:

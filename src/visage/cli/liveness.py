@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ..config import DEFAULT_DETECTOR
+
 EXIT_LIVE, EXIT_ATTACK, EXIT_INSUFFICIENT = 0, 1, 3
 LIVENESS_EPILOG = ("exit status: 0 live, 1 attack, 3 insufficient evidence (no face, too small, too few frames), "
                    "2 error (unreadable file, bad option). A clip without --challenge is judged, but a replayed "
@@ -18,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--challenge", metavar="ACTIONS",
                    help="comma-separated actions the person was asked to do in this video, in order "
                         "(turn_left, turn_right, blink); see `visage liveness-challenge`")
-    p.add_argument("--detector", choices=["hog", "mmod"], default="hog", help="face detector (default: hog)")
+    p.add_argument("--detector", choices=["hog", "mmod"], default=DEFAULT_DETECTOR,
+                   help=f"face detector (default: {DEFAULT_DETECTOR})")
     p.set_defaults(run=run_liveness)
 
     p = sub.add_parser("liveness-challenge", help="draw a random challenge for a liveness video")
@@ -30,7 +33,8 @@ def register(sub) -> None:
     p.add_argument("--plot", default="liveness_det.png", metavar="OUT.png",
                    help="where to write the DET plot (default: liveness_det.png)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--detector", choices=["hog", "mmod"], default="hog", help="face detector (default: hog)")
+    p.add_argument("--detector", choices=["hog", "mmod"], default=DEFAULT_DETECTOR,
+                   help=f"face detector (default: {DEFAULT_DETECTOR})")
     p.set_defaults(run=run_eval)
 
 

@@ -69,8 +69,9 @@ def register(sub) -> None:
 
 
 def run_style(args) -> int:
+    from ..media.video import is_video
     from ..style import StyleSettings, parse_style_layers, stylize
-    from ..style.fast import is_video, load_style_model
+    from ..style.fast import load_style_model
     from ..style.transfer import save_png
 
     if args.model:

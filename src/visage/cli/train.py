@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..encoders import DEFAULT_ENCODER
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
 
 
 def register(sub) -> None:
@@ -17,7 +17,7 @@ def register(sub) -> None:
                    help="head: projection on frozen encodings (default for photos); finetune: the encoder's "
                    "own network; conv: a small ConvNd from scratch (default for .npy)")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"face encoder for photos (default: {DEFAULT_ENCODER})")
-    p.add_argument("--detector", default="hog", help="face detector for photos (default: hog)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector for photos (default: {DEFAULT_DETECTOR})")
     p.add_argument("--miner", choices=["all", "hard", "semihard"], default="semihard",
                    help="online triplet mining (default: semihard, as FaceNet)")
     p.add_argument("--margin", type=float, default=0.2, help="triplet margin α (default: 0.2)")
@@ -46,7 +46,7 @@ def register(sub) -> None:
                        "threshold for a target FAR; write calibration.json, report.json, roc.png, det.png.")
     p.add_argument("pairs", metavar="PAIRS.tsv", help="img_a, img_b, same; paths relative to the TSV's folder")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help="encoder name or a model.pt from visage train")
-    p.add_argument("--detector", default="hog")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR)
     p.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the threshold")
     p.add_argument("--method", choices=["abs", "chi2", "distance"], default="abs",
                    help="what the saved calibration decides with by default (default: abs)")
@@ -60,7 +60,7 @@ def register(sub) -> None:
                        "on the pairs where every encoder found both faces.")
     p.add_argument("pairs", metavar="PAIRS.tsv")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help="comma-separated encoder names or model.pt files")
-    p.add_argument("--detector", default="hog")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR)
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_eval)
@@ -90,7 +90,7 @@ def run_train(args) -> int:
 
 
 def run_calibrate(args) -> int:
-    from ..calibrate import calibrate_pairs
+    from ..evaluation.calibration import calibrate_pairs
 
     cal = calibrate_pairs(args.pairs, args.output, encoder=args.encoder, detector=args.detector,
                           target_far=args.far, method=args.method, folds=args.folds,
@@ -99,14 +99,14 @@ def run_calibrate(args) -> int:
         print(json.dumps(cal.report, indent=2))
         return 0
     print(f"{cal.encoder}: distance threshold {cal.distance.threshold:.4f} for FAR <= {args.far:g}")
-    _table({m: v for m, v in cal.report["methods"].items()}, ["accuracy", "auc", "eer", "tar@far=0.01",
+    _table(dict(cal.report["methods"]), ["accuracy", "auc", "eer", "tar@far=0.01",
                                                                 "tar@far=0.001", "ece"])
     print(f"wrote {Path(args.output) / 'calibration.json'}, report.json, roc.png, det.png, reliability.png")
     return 0
 
 
 def run_eval(args) -> int:
-    from ..calibrate import evaluate_encoders
+    from ..evaluation.calibration import evaluate_encoders
 
     encoders = [e.strip() for e in args.encoder.split(",") if e.strip()]
     result = evaluate_encoders(args.pairs, encoders, detector=args.detector, folds=args.folds,

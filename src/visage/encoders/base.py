@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..faces.types import Face
-from ..imageio import Image
+from ..media.images import Image
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..faces.align import dlib_chips
 from ..faces.types import Face
-from ..imageio import Image
+from ..media.images import Image
 from ..models import model_path
 
 CHIP_SIZE = 150

@@ -7,7 +7,7 @@ import torch
 
 from ..faces.align import dlib_chips
 from ..faces.types import Face
-from ..imageio import Image
+from ..media.images import Image
 from ..nets.dlib_resnet import CHIP_SIZE, load_dlib_resnet
 from .dlib_resnet import CHIP_PADDING
 

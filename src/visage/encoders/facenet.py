@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,9 +21,12 @@ import torch
 
 from ..errors import ModelError
 from ..faces.types import Face
-from ..imageio import Image
+from ..media.images import Image
 from ..nets.converted import converted_state
 from ..nets.inception_resnet_v1 import BOTTLENECK_BN_EPS, INPUT_SIZE, InceptionResnetV1
+
+if TYPE_CHECKING:
+    from ..faces.mtcnn import MtcnnFace
 
 SCOPE = "InceptionResnetV1/"
 #: Float tensors the graph must hold: 111 folded conv units × (weights, offset), 21 up-projections
@@ -168,11 +172,14 @@ def standardise(chips: np.ndarray) -> torch.Tensor:
     return ((x - PIXEL_MEAN) * PIXEL_SCALE).permute(0, 3, 1, 2).contiguous()
 
 
-def mtcnn_faces(pixels: np.ndarray, faces: list[Face]) -> list:
+def mtcnn_faces(pixels: np.ndarray, faces: list[Face]) -> list[MtcnnFace]:
     """MTCNN's box and 5 landmarks for each face, whichever detector found it (O-Net on its box)."""
     from ..faces.detect import get_detector
+    from ..faces.mtcnn import MtcnnDetector
 
-    mtcnn = get_detector("mtcnn")
+    mtcnn = get_detector("mtcnn")  # typed as the Detector protocol, which has no refine()
+    if not isinstance(mtcnn, MtcnnDetector):
+        raise ModelError(f"detector 'mtcnn' is a {type(mtcnn).__name__}, which cannot refine a box")
     return [mtcnn.refine(pixels, face.box) for face in faces]
 
 

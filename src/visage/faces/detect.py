@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import VisageError
 from ..models import model_path
+from .landmarks import locate
 from .mtcnn import MtcnnDetector
-from .types import Box
+from .types import Box, Face
 
 #: Ceiling on the pixels of the detector's working copy, whatever ``min_face_size`` asks.
 MAX_WORKING_PIXELS = 8_000_000
@@ -126,3 +127,19 @@ def detect_boxes(pixels: np.ndarray, detector: Detector, min_face_size: float | 
         if box.area > 0:
             out.append((box, score))
     return out
+
+
+def detect_faces(pixels: np.ndarray, detector: str, min_face_size: float | None = None,
+                 landmarks68: bool = True) -> list[Face]:
+    """Every face in an RGB uint8 array as a :class:`Face` with its landmarks, largest first."""
+    faces = [
+        Face(
+            box=box,
+            score=score,
+            landmarks5=locate(pixels, box, 5),
+            landmarks68=locate(pixels, box, 68) if landmarks68 else None,
+            detector=detector,
+        )
+        for box, score in detect_boxes(pixels, get_detector(detector), min_face_size)
+    ]
+    return sorted(faces, key=lambda f: f.box.area, reverse=True)

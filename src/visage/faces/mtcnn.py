@@ -61,7 +61,7 @@ class MtcnnDetector:
             path = model_path(f"mtcnn_{stage}")
             try:
                 self._sessions[stage] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own exception types
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
                 raise ModelError(f"{path}: cannot load the MTCNN {stage} ONNX model ({exc})") from None
         self.thresholds = thresholds
         self.min_face = min_face
@@ -69,7 +69,11 @@ class MtcnnDetector:
     # -- the Detector interface -------------------------------------------------------------
     def detect_raw(self, pixels: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
         """Face boxes (left, top, right, bottom) with O-Net scores, at the array's scale."""
-        return [(tuple(float(v) for v in f.box), f.score) for f in self.detect(pixels)]
+        out = []
+        for f in self.detect(pixels):
+            left, top, right, bottom = (float(v) for v in f.box)
+            out.append(((left, top, right, bottom), f.score))
+        return out
 
     def detect(self, pixels: np.ndarray) -> list[MtcnnFace]:
         """Every face the full cascade finds in an (H, W, 3) uint8 RGB array, best score first."""

@@ -9,9 +9,21 @@
 See docs/gallery.md.
 """
 
-from .gallery import DEFAULT_MATCH, Gallery, LivenessCheck, default_gallery_path, open_store
+from .gallery import DEFAULT_MATCH, Gallery, default_gallery_path, open_store
 from .index import ExactIndex, IvfIndex
 from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
 
-__all__ = ["Gallery", "open_store", "default_gallery_path", "DEFAULT_MATCH", "LivenessCheck", "ExactIndex",
-           "IvfIndex", "Candidate", "EnrollReport", "FaceRecord", "Identification", "Person", "StoredFace"]
+__all__ = [
+           "DEFAULT_MATCH",
+           "Candidate",
+           "EnrollReport",
+           "ExactIndex",
+           "FaceRecord",
+           "Gallery",
+           "Identification",
+           "IvfIndex",
+           "Person",
+           "StoredFace",
+           "default_gallery_path",
+           "open_store",
+]

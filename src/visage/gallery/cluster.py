@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoders import DEFAULT_ENCODER, get_encoder
-from ..errors import GalleryError, ImageError
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
+from ..encoders import get_encoder
+from ..errors import GalleryError
 from ..faces.types import Box
-from ..imageio import load_image
+from ..media.images import list_images, load_image
 from .types import EnrollReport, FaceRecord
 
 FORMAT = "visage-clusters"
@@ -62,10 +63,7 @@ class ClusterResult:
 
 def collection_images(folder: Path) -> list[Path]:
     """Every image file under ``folder``, recursively, sorted (the report folder excluded)."""
-    from .gallery import IMAGE_SUFFIXES
-
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and "visage-clusters" not in p.parts)
+    return [p for p in list_images(folder, recursive=True) if "visage-clusters" not in p.parts]
 
 
 def cluster_encodings(encodings: np.ndarray, threshold: float) -> list[list[int]]:
@@ -86,11 +84,11 @@ def cluster_encodings(encodings: np.ndarray, threshold: float) -> list[list[int]
 
 
 def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, threshold: float | None = None,
-                   detector: str = "hog", progress: bool = False, batch: int = 16) -> ClusterResult:
+                   detector: str = DEFAULT_DETECTOR, progress: bool = False, batch: int = 16) -> ClusterResult:
     """Find every face under ``folder`` and cluster them. Returns a :class:`ClusterResult`;
     unreadable photos and photos without faces are listed in ``skipped``."""
-    from ..api import encode_batch
-    from ..verification import default_calibration
+    from ..evaluation.verification import default_calibration
+    from ..pipeline import encode_many
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -102,28 +100,13 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER,
     t = default_calibration(enc.name).threshold if threshold is None else float(threshold)
     faces: list[ClusterFace] = []
     skipped: list[tuple[str, str]] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(paths), unit="photo", desc="finding faces")
-    for start in range(0, len(paths), batch):
-        images = []
-        for p in paths[start:start + batch]:
-            try:
-                images.append(load_image(p))
-            except ImageError as exc:
-                skipped.append((str(p), str(exc)))
-        for img, found in zip(images, encode_batch(images, which="all", detector=detector, encoder=encoder)):
-            if not found:
-                skipped.append((img.name, "no face found"))
-            for e in found:
-                faces.append(ClusterFace(img.name, FaceRecord(e.encoding, img.sha256, img.name, e.face.box,
-                                                              e.face.landmarks5, float(e.face.score))))
-        if bar is not None:
-            bar.update(len(paths[start:start + batch]))
-    if bar is not None:
-        bar.close()
+    for photo in encode_many(paths, detector=detector, encoder=encoder, batch_size=batch, progress=progress,
+                             desc="finding faces"):
+        if photo.skipped is not None:
+            skipped.append((photo.source, photo.skipped))
+        for e in photo.encodings:
+            faces.append(ClusterFace(photo.source, FaceRecord(e.encoding, photo.image.sha256, photo.source,
+                                                              e.face.box, e.face.landmarks5, float(e.face.score))))
     groups = cluster_encodings(np.stack([f.record.encoding for f in faces]) if faces else np.zeros((0, enc.dim)), t)
     clusters = [Cluster(i + 1, g) for i, g in enumerate(groups)]
     return ClusterResult(faces, clusters, enc.name, enc.dim, t, skipped)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
-from ..encoders import DEFAULT_ENCODER, get_encoder
-from ..errors import GalleryError, ImageError, VisageError
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
+from ..encoders import get_encoder
+from ..errors import FaceCountError, GalleryError, ImageError
 from ..faces.types import Face
-from ..imageio import Image, ImageSource, load_image
+from ..media.images import Image, ImageSource, list_images, load_image, source_label
+from ..pipeline import detect, encode, encode_many
 from .index import ExactIndex, Index, IvfIndex, Match
 from .store import Cursor, SQLiteStore, Store
 from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
@@ -29,24 +33,12 @@ IVF_TRAIN_FACES = 20_000
 DEFAULT_MATCH: Match = "nearest"
 #: Photos encoded together in one call during enrolment.
 ENCODE_BATCH = 16
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
-#: A liveness check: given the image and one face, True when the face is a live person.
-LivenessCheck = Callable[[Image, Face], bool]
-
-
-def _refuse_unless_live(img: Image) -> None:
-    """Raise SpoofError unless the photo's face passes the liveness check (imported only when asked)."""
+def _refuse_unless_live(img: Image, faces: list[Face]) -> None:
+    """Raise SpoofError unless the largest of ``faces`` passes the liveness check (imported only when asked)."""
     from ..liveness import require_live
 
-    require_live(img)
-
-
-def default_gallery_path() -> Path:
-    """``$VISAGE_HOME/gallery.db`` when VISAGE_HOME is set, else ``~/.local/share/visage/gallery.db``."""
-    home = os.environ.get("VISAGE_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".local" / "share" / "visage"
-    return base / "gallery.db"
+    require_live(img, faces=faces)
 
 
 def open_store(location: str | os.PathLike | None = None, *, create: bool = True) -> Store:
@@ -65,11 +57,6 @@ def open_store(location: str | os.PathLike | None = None, *, create: bool = True
 
         return MilvusStore(text)
     return SQLiteStore(text, create=create)
-
-
-def image_files(folder: Path) -> list[Path]:
-    """The image files directly inside ``folder`` (by suffix), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class _LocalSearch:
@@ -118,17 +105,18 @@ class Gallery:
 
     ``location`` picks the backend (:func:`open_store`); ``encoder`` is a key of
     :data:`visage.encoders.ENCODERS`. ``index`` is ``"exact"``, ``"ivf"`` (approximate, exact
-    below 20,000 faces) or ``"auto"`` (exact below :data:`AUTO_IVF_FACES` faces, IVF above). A gallery refuses encodings from another encoder than
+    below 20,000 faces) or ``"auto"`` (exact below :data:`AUTO_IVF_FACES` faces, IVF above).
+    A gallery refuses encodings from another encoder than
     the one that filled it. ``create=False`` refuses a missing gallery file rather than starting one.
     """
 
     def __init__(self, location: str | os.PathLike | Store | None = None, *, encoder: str = DEFAULT_ENCODER,
-                 index: str = "auto", detector: str = "hog", create: bool = True):
+                 index: str = "auto", detector: str = DEFAULT_DETECTOR, create: bool = True):
         self.encoder_key = encoder
         self.detector = detector
         # A store object is used as given (e.g. the service's encrypted store); a location is opened.
-        opened = location is None or isinstance(location, (str, os.PathLike))
-        self.store = open_store(location, create=create) if opened else location
+        self.store: Store = (open_store(location, create=create)
+                             if location is None or isinstance(location, (str, os.PathLike)) else location)
         self.location = self.store.location
         self._index_kind = index
         self._search = None
@@ -137,7 +125,7 @@ class Gallery:
         self._calibrations: dict = {}
 
     # -- context manager -------------------------------------------------------------------------
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -161,7 +149,7 @@ class Gallery:
         return self._bound
 
     def _calibration(self, encoder_name: str):
-        from ..verification import default_calibration
+        from ..evaluation.verification import default_calibration
 
         if encoder_name not in self._calibrations:
             self._calibrations[encoder_name] = default_calibration(encoder_name)
@@ -208,7 +196,7 @@ class Gallery:
         root = Path(folder)
         if not root.is_dir():
             raise GalleryError(f"{root}: not a folder")
-        people = [(d.name, image_files(d)) for d in sorted(root.iterdir()) if d.is_dir()]
+        people = [(d.name, list_images(d)) for d in sorted(root.iterdir()) if d.is_dir()]
         if not people:
             raise GalleryError(f"{root}: has no sub-folders (one per person expected)")
         return self.enroll_many(people, progress=progress, on_person=on_person)
@@ -246,7 +234,7 @@ class Gallery:
             try:
                 images.append(load_image(photo))
             except ImageError as exc:
-                report.skipped.append((_label(photo), str(exc)))
+                report.skipped.append((source_label(photo), str(exc)))
                 if bar is not None:
                     bar.update(1)
         # A photo already in the gallery is not worth encoding again.
@@ -263,21 +251,16 @@ class Gallery:
                 seen.add(img.sha256)
                 fresh.append(img)
         records: list[FaceRecord] = []
-        for start in range(0, len(fresh), ENCODE_BATCH):
-            chunk = fresh[start:start + ENCODE_BATCH]
-            from ..api import encode_batch
-
-            for img, found in zip(chunk, encode_batch(chunk, which="all", detector=self.detector,
-                                                       encoder=self.encoder_key)):
-                if len(found) != 1:
-                    report.skipped.append((img.name, "no face found" if not found else
-                                           f"{len(found)} faces found, expected one"))
-                else:
-                    e = found[0]
-                    records.append(FaceRecord(e.encoding, img.sha256, img.name, e.face.box,
-                                              e.face.landmarks5, float(e.face.score)))
+        for photo in encode_many(fresh, which="one", detector=self.detector, encoder=self.encoder_key,
+                                 batch_size=ENCODE_BATCH):
+            if photo.skipped is not None:
+                report.skipped.append((photo.source, photo.skipped))
+            else:
+                e = photo.encodings[0]
+                records.append(FaceRecord(e.encoding, photo.image.sha256, photo.source, e.face.box,
+                                          e.face.landmarks5, float(e.face.score)))
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(1)
         return records, report
 
     # -- identification --------------------------------------------------------------------------
@@ -322,33 +305,30 @@ class Gallery:
         return out
 
     def identify(self, image: ImageSource, *, top: int = 5, threshold: float | None = None,
-                 match: Match = DEFAULT_MATCH, liveness: LivenessCheck | None = None,
-                 require_live: bool = False, audit: bool = True) -> list[Identification]:
+                 match: Match = DEFAULT_MATCH, require_live: bool = False, audit: bool = True) -> list[Identification]:
         """Find every face in ``image`` and say who each is.
 
         Returns one :class:`Identification` per face, largest first: ``name`` is the nearest
         enrolled person when within ``threshold`` (the shipped calibration by default), else None.
-        ``liveness``, when given, is asked about each face; a face it rejects gets no name. The
-        call is written to the audit log unless ``audit`` is False. With ``require_live``, the
-        photo must first pass :func:`visage.liveness.require_live`; an attack or missing evidence
-        raises :class:`~visage.errors.SpoofError` before any matching.
+        The call is written to the audit log unless ``audit`` is False. With ``require_live``, the
+        largest face must first pass the liveness check (:func:`visage.liveness.require_live`): an
+        attack or missing evidence raises :class:`~visage.errors.SpoofError` before any matching,
+        and only that judged face (``live`` True) may be named; the others (``live`` None) are not.
+        The image is detected once.
         """
-        from ..api import encode
-
         self._check_encoder()
         img = load_image(image)
+        faces = detect(img, detector=self.detector, landmarks68=False)
         if require_live:
-            _refuse_unless_live(img)
-        found = encode(img, which="all", detector=self.detector, encoder=self.encoder_key)
+            _refuse_unless_live(img, faces)
+        found = encode(img, faces=faces, encoder=self.encoder_key)
         if not found:
             results: list[Identification] = []
         else:
             matches = self.search(np.stack([f.encoding for f in found]), top=top, threshold=threshold, match=match)
-            results = []
-            for enc, m in zip(found, matches):
-                live = None if liveness is None else bool(liveness(img, enc.face))
-                name = m.name if live is not False else None
-                results.append(Identification(enc.face.box, name, m.distance, m.threshold, m.candidates, live))
+            results = [replace(m, box=enc.face.box) for enc, m in zip(found, matches)]
+            if require_live:
+                results = [replace(results[0], live=True)] + [r.withheld(None) for r in results[1:]]
         if audit:
             self.store.log("identify", img.sha256, img.name, {"faces": [
                 {"box": r.box.to_dict() if r.box else None, "name": r.name,
@@ -364,16 +344,15 @@ class Gallery:
         person's nearest face is within the threshold, else None. ``require_live`` refuses an
         attack first, as in :meth:`identify`.
         """
-        from ..api import encode
-
         self._check_encoder()
         faces = self.store.faces(name)
         img = load_image(image)
+        found_faces = detect(img, detector=self.detector, landmarks68=False)
         if require_live:
-            _refuse_unless_live(img)
-        found = encode(img, which="largest", detector=self.detector, encoder=self.encoder_key)
+            _refuse_unless_live(img, found_faces)
+        found = encode(img, faces=found_faces, which="largest", encoder=self.encoder_key)
         if not found:
-            raise VisageError(f"{img.name}: no face found")
+            raise FaceCountError(f"{img.name}: no face found")
         calibration = self._calibration(self.encoder.name)
         t = calibration.threshold if threshold is None else float(threshold)
         stored = np.stack([f.record.encoding for f in faces]).astype(np.float64)
@@ -422,7 +401,3 @@ class Gallery:
         from .portable import import_gallery
 
         return import_gallery(self, Path(path))
-
-
-def _label(photo: ImageSource) -> str:
-    return str(photo) if isinstance(photo, (str, os.PathLike)) else getattr(photo, "name", type(photo).__name__)

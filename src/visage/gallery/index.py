@@ -127,7 +127,7 @@ class ExactIndex:
             np.save(folder / f"{name}.npy", array[:n])
 
     @classmethod
-    def load(cls, folder: Path, dim: int) -> "ExactIndex":
+    def load(cls, folder: Path, dim: int) -> ExactIndex:
         """The index saved in ``folder``; its vectors are memory-mapped (copy on write), not read."""
         vectors = np.load(folder / "vectors.npy", mmap_mode="c")
         if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
@@ -310,7 +310,7 @@ class IvfIndex:
         (folder / "ivf.json").write_text(json.dumps(state))
 
     @classmethod
-    def load(cls, folder: Path, dim: int) -> "IvfIndex":
+    def load(cls, folder: Path, dim: int) -> IvfIndex:
         """The index saved in ``folder``."""
         state = json.loads((folder / "ivf.json").read_text())
         index = cls(dim, nprobe=state["nprobe"], train_size=state["train_size"], regrow=state["regrow"])

@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from ..errors import GalleryError
+from ..config import milvus_token
+from ..errors import GalleryError, NameTaken, PersonNotFound
 from .store import AddResult, _box_json, _check_name, _landmarks_json, _record_from_row
 from .types import FaceRecord, Person, StoredFace
 
@@ -55,7 +56,7 @@ class MilvusStore:
         self.index_type = options.get("index", "FLAT" if self.lite else "AUTOINDEX")
         try:
             self._client = MilvusClient(**kwargs)
-        except Exception as exc:  # pymilvus raises many kinds; all mean "cannot reach this Milvus"
+        except Exception as exc:  # noqa: BLE001 - pymilvus raises many kinds; all mean "cannot reach this Milvus"
             raise GalleryError(f"{location}: cannot open Milvus ({exc})") from None
         self._dim: int | None = None
         self._ensure_bookkeeping()
@@ -79,7 +80,7 @@ class MilvusStore:
                                        consistency_level="Strong")
 
     def _ensure_bookkeeping(self) -> None:
-        text = lambda n: ("VARCHAR", {"max_length": n})  # noqa: E731
+        text = lambda n: ("VARCHAR", {"max_length": n})
         try:
             existing = set(self._client.list_collections())
             if self._name("meta") not in existing:
@@ -91,7 +92,7 @@ class MilvusStore:
                                        ("source", *text(1024)), ("result", *text(65535))], 2, auto_id=True)
         except GalleryError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pymilvus raises many kinds; all mean "cannot set up"
             raise GalleryError(f"{self.location}: cannot set up Milvus collections ({exc})") from None
         meta = self._client.query(self._name("meta"), filter='key == "format"', output_fields=["value"])
         if meta and meta[0]["value"] != "visage-gallery":
@@ -104,7 +105,7 @@ class MilvusStore:
             return True
         if dim is None:
             return False
-        text = lambda n: ("VARCHAR", {"max_length": n})  # noqa: E731
+        text = lambda n: ("VARCHAR", {"max_length": n})
         self._create("faces", [("person_id", "INT64", {}), ("encoder", *text(128)), ("sha256", *text(64)),
                                ("source", *text(1024)), ("box", *text(256)), ("landmarks", *text(1024)),
                                ("quality", "DOUBLE", {}), ("added", "DOUBLE", {})], dim, auto_id=True)
@@ -133,7 +134,7 @@ class MilvusStore:
     def _person_id(self, name: str) -> int:
         row = self._person(name)
         if row is None:
-            raise GalleryError(f"no person called {name!r} in {self.location}")
+            raise PersonNotFound(f"no person called {name!r} in {self.location}")
         return int(row["id"])
 
     def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int) -> AddResult:
@@ -232,9 +233,9 @@ class MilvusStore:
         new = _check_name(new)
         row = self._person(old)
         if row is None:
-            raise GalleryError(f"no person called {old!r} in {self.location}")
+            raise PersonNotFound(f"no person called {old!r} in {self.location}")
         if self._person(new) is not None:
-            raise GalleryError(f"there is already a person called {new!r}")
+            raise NameTaken(f"there is already a person called {new!r}")
         self._client.upsert(self._name("people"), [{"id": int(row["id"]), "name": new, "created": row["created"],
                                                      "v": _DUMMY}])
 
@@ -267,7 +268,7 @@ class MilvusStore:
         return [{"id": int(r["id"]), "time": r["time"], "operation": r["operation"], "sha256": r["sha256"] or None,
                  "source": r["source"] or None, "result": json.loads(r["result"])} for r in rows[:limit]]
 
-    def searcher(self) -> "MilvusSearch":
+    def searcher(self) -> MilvusSearch:
         """Server-side search (the gallery uses it instead of a local index)."""
         return MilvusSearch(self)
 
@@ -324,8 +325,9 @@ def _client_arguments(location: str) -> tuple[dict, dict]:
         raise GalleryError(f"{location}: expected milvus://HOST:PORT")
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     kwargs = {"uri": f"{scheme}://{parts.hostname}:{parts.port or 19530}"}
-    if os.environ.get("VISAGE_MILVUS_TOKEN"):
-        kwargs["token"] = os.environ["VISAGE_MILVUS_TOKEN"]
+    token = milvus_token()
+    if token:
+        kwargs["token"] = token
     if "db" in options:
         kwargs["db_name"] = options["db"]
     return kwargs, options

@@ -28,7 +28,7 @@ FORMAT = "visage-gallery"
 FORMAT_VERSION = 1
 
 
-def export_gallery(gallery: "Gallery", path: Path) -> int:
+def export_gallery(gallery: Gallery, path: Path) -> int:
     """Write ``gallery`` to ``path`` (atomically: a half-written file never has the final name).
     Returns the number of faces written."""
     bound = gallery.store.encoder()
@@ -82,7 +82,7 @@ def read_export(path: Path) -> tuple[dict, np.ndarray]:
     return manifest, array
 
 
-def import_gallery(gallery: "Gallery", path: Path) -> EnrollReport:
+def import_gallery(gallery: Gallery, path: Path) -> EnrollReport:
     """Merge an export into ``gallery``: one transaction per person. Returns the report."""
     manifest, array = read_export(path)
     report = EnrollReport()

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import __version__
-from ..errors import GalleryError
+from ..errors import GalleryError, NameTaken, PersonNotFound
 from ..faces.types import Box
 from .types import FaceRecord, Person, StoredFace
 
@@ -223,7 +223,7 @@ class SQLiteStore:
             self.db.execute("COMMIT" if kind is None else "ROLLBACK")
             return False
 
-    def _write(self) -> "_Txn":
+    def _write(self) -> _Txn:
         return SQLiteStore._Txn(self._db)
 
     def _bump(self) -> None:
@@ -298,7 +298,7 @@ class SQLiteStore:
     def _person_id(self, name: str) -> int:
         row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise GalleryError(f"no person called {name!r} in {self.location}")
+            raise PersonNotFound(f"no person called {name!r} in {self.location}")
         return row[0]
 
     def faces(self, name: str) -> list[StoredFace]:
@@ -312,7 +312,7 @@ class SQLiteStore:
         with self._write() as db:
             pid = self._person_id(old)
             if db.execute("SELECT 1 FROM people WHERE name = ?", (new,)).fetchone():
-                raise GalleryError(f"there is already a person called {new!r}")
+                raise NameTaken(f"there is already a person called {new!r}")
             db.execute("UPDATE people SET name = ? WHERE id = ?", (new, pid))
             self._bump()
 
@@ -346,7 +346,8 @@ class SQLiteStore:
             db.execute("COMMIT")
         face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         person_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        dim = self.encoder()[1] if rows else 0
+        bound = self.encoder()
+        dim = bound[1] if rows and bound else 0
         vectors = (np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim)
                    if rows else np.zeros((0, dim), np.float32))
         new = Cursor(face=int(face_ids[-1]) if len(rows) else cursor.face,

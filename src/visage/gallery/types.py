@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -89,6 +89,10 @@ class Identification:
     def known(self) -> bool:
         return self.name is not None
 
+    def withheld(self, live: bool | None = False) -> Identification:
+        """This answer with the name withheld: the face was not judged live (``live``)."""
+        return replace(self, name=None, live=live)
+
     def to_dict(self) -> dict:
         return {"box": self.box.to_dict() if self.box else None, "name": self.name,
                 "distance": None if self.distance is None else round(self.distance, 6),
@@ -107,7 +111,7 @@ class EnrollReport:
     def faces_added(self) -> int:
         return sum(self.added.values())
 
-    def merge(self, other: "EnrollReport") -> None:
+    def merge(self, other: EnrollReport) -> None:
         for name, n in other.added.items():
             self.added[name] = self.added.get(name, 0) + n
         self.skipped.extend(other.skipped)

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
+from ..config import DEFAULT_DETECTOR
 from ..errors import ImageError, VisageError
-from ..imageio import load_image
-
-#: File name endings read as images when a folder is given.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+from ..media.images import list_images as _list_folder
+from ..media.images import load_image
 
 
 def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The image files in a folder (recursively, sorted) or the given list of files.
+    """The image files in a folder (recursively, sorted: :func:`visage.media.images.list_images`),
+    the one file given, or the given list of files.
 
     Raises VisageError when the folder does not exist or holds no image.
     """
@@ -32,10 +32,7 @@ def list_images(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list
             raise VisageError(f"{folder}: no such folder")
         if folder.is_file():
             return [folder]
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise VisageError(f"{folder}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return files
+        return _list_folder(folder, recursive=True, required=True)
     files = [Path(p) for p in source]
     if not files:
         raise VisageError("no images given")
@@ -103,7 +100,7 @@ class FaceChips:
     detecting the faces of its photo once more.
     """
 
-    def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike], encoder, detector: str = "hog"):
+    def __init__(self, source: str | os.PathLike | Sequence[str | os.PathLike], encoder, detector: str = DEFAULT_DETECTOR):
         from .targets import chip_size
 
         self.files = list_images(source)
@@ -121,7 +118,7 @@ class FaceChips:
         return f"{self.files[file_index].name} face {face}"
 
     def _chips(self, file_index: int) -> np.ndarray:
-        from ..api import detect
+        from ..pipeline import detect
 
         image = load_image(self.files[file_index])
         faces = detect(image, detector=self.detector, landmarks68=False)
@@ -137,6 +134,7 @@ class FaceChips:
     def _items(self, progress) -> Iterator[tuple[int, np.ndarray]]:
         self._where.clear()
         for file_index, path in enumerate(self.files):
+            chips: np.ndarray | list[np.ndarray]
             try:
                 chips = self._chips(file_index)
             except ImageError as exc:

@@ -63,6 +63,9 @@ class MaximizedUnits:
 class FourierImage(torch.nn.Module):
     """A batch of images held as 1/f-scaled spectra of decorrelated colour channels; forward() gives RGB in [0, 1]."""
 
+    scale: torch.Tensor  # buffers
+    colour: torch.Tensor
+
     def __init__(self, batch: int, height: int, width: int, decay: float = 1.0, init_std: float = 0.01,
                  gain: float = 1.0, generator: torch.Generator | None = None):
         super().__init__()
@@ -103,7 +106,7 @@ class PixelImage(torch.nn.Module):
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (N, C, H, W) with reflected edges."""
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = max(1, math.ceil(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
@@ -182,6 +185,7 @@ def maximize(
     try:
         for first in range(0, len(units), batch_size):
             chunk = torch.tensor(units[first:first + batch_size], device=device)
+            param: FourierImage | PixelImage
             if parametrization == "fourier":
                 param = FourierImage(len(chunk), height, width, init_std=init_std, gain=fourier_gain,
                                      generator=generator).to(device)

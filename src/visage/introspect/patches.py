@@ -48,7 +48,7 @@ class TopK:
         """Merge one batch of feature maps (B, units, H, W) or vectors (B, units) seen on ``items`` (B,)."""
         if features.ndim == 2:
             features = features[:, :, None, None]
-        b, c, h, w = features.shape
+        b, c, _h, w = features.shape
         best, where = features.detach().float().flatten(2).max(dim=2)  # (B, C): one maximum per image and unit
         self.total += best.sum(0).double()
         self.count += b
@@ -194,7 +194,7 @@ def collect(
             for items, pixels in image_set.batches(batch_size, bar):
                 current_items[:] = [torch.tensor(items, device=device)]
                 x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-                hooks.run(lambda: net(target.net_input(x)))
+                hooks.run(lambda x=x: net(target.net_input(x)))
                 seen += len(items)
     finally:
         hooks.remove()
@@ -267,6 +267,9 @@ def _choose_units(table: TopK, units: int | Sequence[int], info: LayerInfo) -> l
 
 
 def _layer_result(info: LayerInfo, table: TopK, chosen: list[int], image_set) -> LayerPatches:
+    field = info.field
+    if field is None:
+        raise VisageError(f"layer {info.name} has no receptive field: {info.reason}")
     scores, means = table.scores().cpu(), table.mean().cpu()
     values, items = table.values.cpu(), table.items.cpu()
     rows, cols = table.rows.cpu(), table.cols.cpu()
@@ -278,11 +281,11 @@ def _layer_result(info: LayerInfo, table: TopK, chosen: list[int], image_set) ->
                 break
             i, j = int(rows[u, r]), int(cols[u, r])
             visible = info.visible_box(i, j)
-            box = info.field.box(i, j) if not info.field.whole_image else visible
+            box = field.box(i, j) if not field.whole_image else visible
             patches.append(Patch(float(values[u, r]), image_set.label(int(items[u, r])), int(items[u, r]), (i, j),
                                  box, visible))
         units.append(UnitPatches(u, float(scores[u]), float(means[u]), patches))
-    return LayerPatches(info.name, info.kind, info.field, info.channels, units, table.count)
+    return LayerPatches(info.name, info.kind, field, info.channels, units, table.count)
 
 
 def _cut_patches(results: list[LayerPatches], image_set) -> None:

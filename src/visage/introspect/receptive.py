@@ -100,7 +100,8 @@ class ReceptiveField:
         """A one-line description, e.g. ``40×40 px, stride 4×4, start (-18, -18)``."""
         if self.whole_image:
             return "whole image"
-        return f"{self.y.size}×{self.x.size} px, stride {self.y.stride}×{self.x.stride}, start ({self.y.start}, {self.x.start})"
+        return (f"{self.y.size}×{self.x.size} px, stride {self.y.stride}×{self.x.stride}, "
+                f"start ({self.y.start}, {self.x.start})")
 
 
 #: The field of an input pixel.
@@ -134,6 +135,8 @@ class LayerInfo:
         that reach this layer, ``(top, left, bottom, right)``, half-open."""
         if self.field is None:
             raise ValueError(f"layer {self.name} has no receptive field")
+        if self.reach is None:
+            raise ValueError(f"layer {self.name} does not say which image rows and columns reach it")
         if self.field.whole_image:
             return 0, 0, self.reach[0], self.reach[1]
         top, left, bottom, right = self.field.box(i, j)
@@ -176,7 +179,7 @@ def trace(model: nn.Module, leaf_functions: tuple = ()) -> fx.GraphModule:
     """
     try:
         graph = _Tracer(leaf_functions).trace(model)
-    except Exception as exc:  # fx raises many kinds for data-dependent control flow
+    except Exception as exc:  # noqa: BLE001 -- fx raises many kinds for data-dependent control flow
         raise VisageError(
             f"cannot trace {type(model).__name__} to compute receptive fields ({type(exc).__name__}: {exc}); "
             "a forward pass without data-dependent control flow is needed"
@@ -202,7 +205,7 @@ def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224), leaf_fun
         if node.op == "placeholder":
             fields[node] = PIXEL if placeholders == 0 else None
             if placeholders == 0:
-                reach[node] = tuple(input_size)
+                reach[node] = (input_size[0], input_size[1])
             placeholders += 1
         elif node.op in ("get_attr", "output"):
             fields[node] = None
@@ -226,7 +229,7 @@ def analyse(model: nn.Module, input_size: tuple[int, int] = (224, 224), leaf_fun
         kind = _class_name(module.script if isinstance(module, ScriptLeaf) else module)
         if isinstance(field, ReceptiveField):
             infos[scope] = LayerInfo(scope, kind, shape, field, exact=node not in bounds,
-                                     reach=reach.get(node, tuple(input_size)))
+                                     reach=reach.get(node, (input_size[0], input_size[1])))
         else:
             infos[scope] = LayerInfo(scope, kind, shape, None, field or "does not depend on the image")
     position = {node: i for i, node in enumerate(gm.graph.nodes)}
@@ -246,7 +249,7 @@ def _propagate_shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[in
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(probe)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- whatever the user's model raises on the probe, say so
         raise VisageError(
             f"{type(model).__name__} does not run on a 1×3×{input_size[0]}×{input_size[1]} image "
             f"({type(exc).__name__}: {exc}); give the input size it expects"
@@ -259,12 +262,20 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
     return tuple(int(s) for s in shape) if shape is not None else None
 
 
+def _module_name(node: fx.Node) -> str:
+    """The qualified name of the module a ``call_module`` node calls."""
+    if not isinstance(node.target, str):
+        raise TypeError(f"{node.name} calls {node.target!r}, not a module by name")
+    return node.target
+
+
 def _class_name(m: nn.Module) -> str:
     # A TorchScript submodule keeps the name of the class it was scripted from.
     return getattr(m, "original_name", None) or type(m).__name__
 
 
 _POOLS = {"MaxPool2d", "AvgPool2d", "LPPool2d"}
+_POOL_FUNCTIONS = (F.max_pool2d, torch.max_pool2d, F.avg_pool2d, torch._C._nn.avg_pool2d)
 _PADS = {"ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "CircularPad2d"}
 _UNSUPPORTED = {"ConvTranspose2d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle",
                 "PixelUnshuffle", "Fold", "Unfold", "Conv1d", "Conv3d", "MaxPool1d", "MaxPool3d",
@@ -280,41 +291,47 @@ def _node_field(gm: fx.GraphModule, node: fx.Node, fields: dict, leaf_functions:
         if isinstance(fields[a], str):
             return fields[a]
     source = fields[node.args[0]] if node.args and isinstance(node.args[0], fx.Node) else None
+    no_source = f"{node.name}: its first argument does not carry the image features"
 
     if node.op == "call_function" and node.target in leaf_functions:
         return _union(node, inputs, fields)
     if node.op == "call_module":
-        module = gm.get_submodule(node.target)
+        module = gm.get_submodule(_module_name(node))
         name = _class_name(module)
-        if name == "Conv2d":
-            return source.through(*_conv_geometry(module.kernel_size, module.stride, module.padding, module.dilation))
-        if name in _POOLS:
-            kernel = module.kernel_size
-            stride = module.stride if module.stride is not None else kernel
-            padding = getattr(module, "padding", 0)
-            dilation = getattr(module, "dilation", 1)
-            return source.through(kernel, stride, padding, dilation)
-        if name in _PADS:
+        if name == "Conv2d" or name in _POOLS or name in _PADS:
+            if source is None:
+                return no_source
+            if name == "Conv2d":
+                return source.through(*_conv_geometry(module.kernel_size, module.stride, module.padding,
+                                                      module.dilation))
+            if name in _POOLS:
+                kernel = module.kernel_size
+                stride = module.stride if module.stride is not None else kernel
+                padding = getattr(module, "padding", 0)
+                dilation = getattr(module, "dilation", 1)
+                return source.through(kernel, stride, padding, dilation)
             left, _, top, _ = _pad4(module.padding)
             return source.shifted(top, left)
         if name in _UNSUPPORTED:
             return f"{node.target} ({name}) has no receptive-field rule"
     elif node.op == "call_function":
         target = node.target
-        if target in (F.conv2d, torch.conv2d):
-            weight = _arg(node, 1, "weight")
-            kernel = _shape(weight)[2:] if isinstance(weight, fx.Node) and _shape(weight) else None
-            if kernel is None:
-                return f"{node.name}: conv2d with a kernel of unknown size"
-            return source.through(*_conv_geometry(kernel, _arg(node, 3, "stride", 1), _arg(node, 4, "padding", 0),
-                                                  _arg(node, 5, "dilation", 1)))
-        if target in (F.max_pool2d, torch.max_pool2d, F.avg_pool2d, torch._C._nn.avg_pool2d):
-            kernel = _arg(node, 1, "kernel_size")
-            stride = _arg(node, 2, "stride", None) or kernel
-            padding = _arg(node, 3, "padding", 0)
-            dilation = _arg(node, 4, "dilation", 1) if target in (F.max_pool2d, torch.max_pool2d) else 1
-            return source.through(kernel, stride, padding, dilation)
-        if target is F.pad:
+        if target in (F.conv2d, torch.conv2d) + _POOL_FUNCTIONS + (F.pad,):
+            if source is None:
+                return no_source
+            if target in (F.conv2d, torch.conv2d):
+                weight = _arg(node, 1, "weight")
+                weight_shape = _shape(weight) if isinstance(weight, fx.Node) else None
+                if not weight_shape:
+                    return f"{node.name}: conv2d with a kernel of unknown size"
+                return source.through(*_conv_geometry(weight_shape[2:], _arg(node, 3, "stride", 1),
+                                                      _arg(node, 4, "padding", 0), _arg(node, 5, "dilation", 1)))
+            if target in _POOL_FUNCTIONS:
+                kernel = _arg(node, 1, "kernel_size")
+                stride = _arg(node, 2, "stride", None) or kernel
+                padding = _arg(node, 3, "padding", 0)
+                dilation = _arg(node, 4, "dilation", 1) if target in (F.max_pool2d, torch.max_pool2d) else 1
+                return source.through(kernel, stride, padding, dilation)
             pad = _arg(node, 1, "pad")
             if len(pad) < 4:
                 return source.shifted(0, pad[0])
@@ -355,7 +372,7 @@ def _is_bound(gm: fx.GraphModule, node: fx.Node, fields: dict, bounds: set) -> b
         if dim in (1, -3) and len({fields[a] for a in inputs}) > 1:
             return True
     if node.op == "call_module":
-        module = gm.get_submodule(node.target)
+        module = gm.get_submodule(_module_name(node))
         if _class_name(module) == "Linear" or (_class_name(module) == "Conv2d" and getattr(module, "groups", 1) == 1):
             return False
     if node.op == "call_function" and node.target in (F.conv2d, torch.conv2d, F.linear) and _arg(node, 6, "groups", 1) == 1:
@@ -376,7 +393,7 @@ def _pointwise(node: fx.Node, inputs: list[fx.Node], fields: dict) -> ReceptiveF
     union = _union(node, inputs, fields)
     if isinstance(union, str) or out is None:
         return union
-    grids = {_shape(a)[2:] for a in inputs if _shape(a) is not None and len(_shape(a)) == 4}
+    grids = {shape[2:] for a in inputs if (shape := _shape(a)) is not None and len(shape) == 4}
     if len(out) == 4 and grids and all(g == out[2:] for g in grids):
         return union
     if len(out) < 4 or (len(out) == 4 and out[2:] == (1, 1)):
@@ -411,7 +428,8 @@ def _pair(v) -> tuple[int, int]:
 def _pad4(padding) -> tuple[int, int, int, int]:
     if isinstance(padding, int):
         return padding, padding, padding, padding
-    return tuple(int(p) for p in padding)  # (left, right, top, bottom)
+    left, right, top, bottom = (int(p) for p in padding)
+    return left, right, top, bottom
 
 
 def _conv_geometry(kernel, stride, padding, dilation) -> tuple:

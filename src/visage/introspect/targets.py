@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torch import nn
 
 from ..errors import VisageError
 from .receptive import LayerInfo, ScriptLeaf, analyse
+
+if TYPE_CHECKING:
+    from ..encoders.base import Encoder
 
 #: Per-channel mean and standard deviation of RGB in [0, 1] that torchvision's ImageNet models expect.
 IMAGENET_NORMALIZATION = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -38,7 +42,7 @@ class Inspectable:
     net: nn.Module
     input_size: tuple[int, int] = (224, 224)
     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
-    encoder: object | None = None
+    encoder: Encoder | None = None
     #: Functions fx records as one element-wise call (see :func:`visage.introspect.receptive.trace`).
     leaf_functions: tuple = ()
     _layers: dict[tuple[int, int], dict[str, LayerInfo]] = field(default_factory=dict, repr=False)
@@ -108,6 +112,9 @@ def _short_names(layers: dict[str, LayerInfo]) -> list[str]:
 
 class Normalize(nn.Module):
     """(x − mean) / std per channel, for networks trained on standardised inputs."""
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, mean, std):
         super().__init__()
@@ -213,7 +220,7 @@ def chip_size(encoder) -> tuple[int, int]:
     """(height, width) of the aligned chips ``encoder`` makes."""
     size = getattr(encoder, "chip_size", None)
     if size is None:
-        from ..imageio import load_image
+        from ..media.images import load_image
 
         # Chips of no face still have the chip geometry in their shape.
         empty = encoder.chips(load_image(np.zeros((8, 8, 3), np.uint8)), [])
@@ -230,13 +237,13 @@ def load_user_model(path: str | os.PathLike) -> nn.Module:
     path = Path(path)
     try:
         script = torch.jit.load(str(path), map_location="cpu")
-    except Exception:
+    except Exception:  # noqa: BLE001 -- not TorchScript, whatever the reason: try torch.load next
         script = None
     if script is not None:
         return _ready(script_chain(script, path.name))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- unpickling can raise anything; the error names the file
         raise VisageError(f"{path}: cannot load a PyTorch model ({type(exc).__name__}: {exc})") from None
     if isinstance(obj, nn.Module):
         return _ready(obj)
@@ -258,7 +265,7 @@ def script_chain(script: torch.jit.ScriptModule, label: str = "TorchScript model
     try:
         with torch.no_grad():
             same = torch.allclose(chain(probe), script(probe), rtol=1e-4, atol=1e-5)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- a chain that fails to run is not the same model
         same = False
     if not same:
         raise VisageError(f"{label}: this TorchScript model is not a plain chain of layers, so its inner layers "
@@ -270,7 +277,8 @@ def _rebuild(module: torch.jit.ScriptModule) -> nn.Module:
     children = list(module.named_children())
     if not children:
         return ScriptLeaf(module)
-    return nn.Sequential(OrderedDict((name, _rebuild(child)) for name, child in children))
+    # A TorchScript module's children are TorchScript modules too.
+    return nn.Sequential(OrderedDict((name, _rebuild(cast(torch.jit.ScriptModule, child))) for name, child in children))
 
 
 def _ready(net: nn.Module) -> nn.Module:

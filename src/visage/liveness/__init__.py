@@ -19,94 +19,69 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
+from ..config import DEFAULT_DETECTOR
 from ..errors import ImageError
-from ..imageio import Image, ImageSource, load_image
+from ..evaluation.metrics import PadMetrics, pad_metrics
+from ..evaluation.plots import plot_det
+from ..faces.detect import detect_faces
+from ..faces.track import track_largest
+from ..faces.types import Face
+from ..media.images import Image, ImageSource, load_image
+from ..media.video import VIDEO_SUFFIXES, is_video, read_frames  # read_frames, VIDEO_SUFFIXES: re-exported
 from .active import count_blinks, new_challenge
-from .fuse import THRESHOLD, LivenessResult, check_frames, check_image, refuse_unless_live
-from .metrics import PadMetrics, pad_metrics, plot_det
+from .fuse import THRESHOLD, LivenessResult, admitted, check_frames, check_image, refuse_unless_live
 
-__all__ = ["check", "require_live", "LivenessResult", "new_challenge", "count_blinks", "read_frames",
-           "pad_metrics", "plot_det", "PadMetrics", "THRESHOLD", "VIDEO_SUFFIXES"]
-
-#: File suffixes read as video rather than as one image.
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-#: Frames read from a video by default, spread over the whole clip (every frame of 5 s at 30 fps).
-MAX_FRAMES = 150
-#: Frames are scaled down to this longer side: landmarks need no more, and detection is faster.
-MAX_FRAME_SIDE = 960
-
-
-def read_frames(path: str | os.PathLike, max_frames: int = MAX_FRAMES, max_side: int = MAX_FRAME_SIDE
-                ) -> tuple[list[np.ndarray], float]:
-    """Decode at most ``max_frames`` RGB uint8 frames spread over the whole video; returns (frames, fps).
-
-    A clip longer than ``max_frames`` is read every k-th frame, so the frames cover all of it, and
-    ``fps`` is then the rate of the frames returned (the file's rate / k). Raises
-    :class:`~visage.errors.ImageError` naming the file when it is missing or unreadable.
-    """
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise ImageError(f"{path}: not a video file visage can read")
-        fps = float(capture.get(cv2.CAP_PROP_FPS)) or 30.0
-        fps = fps if 1 <= fps <= 240 else 30.0
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        stride = max(1, -(-count // max_frames)) if count > 0 else 1
-        frames: list[np.ndarray] = []
-        index = 0
-        while len(frames) < max_frames and capture.grab():
-            if index % stride == 0:
-                ok, frame = capture.retrieve()
-                if not ok:
-                    break
-                scale = max_side / max(frame.shape[:2])
-                if scale < 1:
-                    frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                frames.append(np.ascontiguousarray(frame[..., ::-1]))
-            index += 1
-    finally:
-        capture.release()
-    if not frames:
-        raise ImageError(f"{path}: no frame could be decoded")
-    return frames, fps / stride
+__all__ = [
+    "THRESHOLD",
+    "VIDEO_SUFFIXES",
+    "LivenessResult",
+    "PadMetrics",
+    "admitted",
+    "check",
+    "count_blinks",
+    "new_challenge",
+    "pad_metrics",
+    "plot_det",
+    "read_frames",
+    "require_live",
+]
 
 
-def check(image_or_frames: ImageSource | Sequence[ImageSource], *, challenge: Sequence[str] | None = None,
-          fps: float | None = None, detector: str = "hog", model_path: str | os.PathLike | None = None
-          ) -> LivenessResult:
+def check(image_or_frames: ImageSource | Sequence[ImageSource], *, faces: Sequence[Face] | None = None,
+          challenge: Sequence[str] | None = None, fps: float | None = None, detector: str = DEFAULT_DETECTOR,
+          model_path: str | os.PathLike | None = None) -> LivenessResult:
     """Is the largest face live? Returns a :class:`LivenessResult` (``live`` True, False or None).
 
     ``image_or_frames`` is one image (anything :func:`visage.load_image` takes), a video file, or a
-    sequence of frames. A single image gets the passive check; a sequence adds blinks, planarity
-    and, when ``challenge`` (from :func:`new_challenge`) is given, the head-turn challenge. Without a
-    challenge a replayed video cannot be ruled out (it blinks and is not planar): the evidence says
-    so, and :func:`require_live` refuses such a clip.
+    sequence of frames. A single image gets the passive check on the largest of ``faces``, the
+    faces already found in it (:func:`visage.detect`); without them it is detected here. A sequence
+    adds blinks, planarity and, when ``challenge`` (from :func:`new_challenge`) is given, the
+    head-turn challenge. Without a challenge a replayed video cannot be ruled out (it blinks and is
+    not planar): the evidence says so, and :func:`require_live` refuses such a clip.
     ``fps`` is the sequence's frame rate (read from a video file; 30 when unknown).
     """
     from .passive import load_model
 
     model = load_model(model_path)
-    if isinstance(image_or_frames, (str, os.PathLike)) and Path(image_or_frames).suffix.lower() in VIDEO_SUFFIXES:
+    if isinstance(image_or_frames, (str, os.PathLike)) and is_video(image_or_frames):
         frames, file_fps = read_frames(image_or_frames)
-        return check_frames(frames, str(image_or_frames), fps or file_fps, challenge, model, detector)
+        return check_frames(frames, track_largest(frames, detector), str(image_or_frames), fps or file_fps,
+                            challenge, model)
     if _is_sequence(image_or_frames):
         frames = [load_image(f).pixels for f in image_or_frames]
         if not frames:
             raise ImageError("no frames given")
-        return check_frames(frames, f"<{len(frames)} frames>", fps or 30.0, challenge, model, detector)
+        return check_frames(frames, track_largest(frames, detector), f"<{len(frames)} frames>", fps or 30.0,
+                            challenge, model)
     if challenge:
         raise ImageError("a challenge needs a video or a frame sequence, not a single image")
     img = load_image(image_or_frames)
-    return check_image(img.pixels, img.name, model, detector)
+    if faces is None:
+        faces = detect_faces(img.pixels, detector, landmarks68=False)
+    return check_image(img.pixels, faces, img.name, model)
 
 
 def require_live(image_or_frames: ImageSource | Sequence[ImageSource], **kwargs) -> LivenessResult:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..faces.types import Face
+
 #: Indices of the six points of each eye in the 68-point scheme (corner, top, top, corner, bottom, bottom).
 RIGHT_EYE = list(range(36, 42))  # the person's right eye, on the image's left
 LEFT_EYE = list(range(42, 48))
@@ -329,24 +331,20 @@ class FrameTrack:
         return sum(p is not None for p in self.landmarks)
 
 
-def track_faces(frames: Sequence[np.ndarray], detector: str = "hog", min_face_fraction: float = 0.12) -> FrameTrack:
-    """Detect the largest face and its 68 landmarks in each RGB uint8 frame; returns a :class:`FrameTrack`.
+def measure_track(track: Sequence[Face | None], frame_size: tuple[int, int]) -> FrameTrack:
+    """EAR and head pose of each frame's face (from :func:`visage.faces.track.track_largest`).
 
-    ``min_face_fraction`` is the smallest face looked for, as a fraction of the frame's shorter
-    side: a person checking in sits close to the camera, and a larger minimum is much faster.
+    ``frame_size`` is (width, height). Frames without a face get NaN measurements.
     """
-    from ..api import detect
-
     landmarks, ears, poses, boxes = [], [], [], []
     nan3 = (float("nan"),) * 3
-    for frame in frames:
-        faces = detect(frame, detector=detector, min_face_size=min_face_fraction * min(frame.shape[:2]))
-        if not faces:
+    for face in track:
+        if face is None or face.landmarks68 is None:
             landmarks.append(None), ears.append(float("nan")), poses.append(nan3), boxes.append(None)
             continue
-        points = faces[0].landmarks68
+        points = face.landmarks68
         landmarks.append(points)
         ears.append(face_ear(points))
-        poses.append(head_pose(points, (frame.shape[1], frame.shape[0])))
-        boxes.append(faces[0].box)
+        poses.append(head_pose(points, frame_size))
+        boxes.append(face.box)
     return FrameTrack(landmarks, ears, poses, boxes)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import VisageError
-from .metrics import BONA_FIDE, PadMetrics, pad_metrics, plot_det
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+from ..evaluation.metrics import BONA_FIDE, PadMetrics, pad_metrics
+from ..evaluation.plots import plot_det
+from ..media.images import IMAGE_SUFFIXES, list_images
+from ..media.video import VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,12 @@ class Evaluation:
 
 def labelled_files(folder: str | os.PathLike) -> dict[str, list[Path]]:
     """Sub-folder name → image and video files in it (sorted). Raises VisageError if there are none."""
-    from . import VIDEO_SUFFIXES
-
     root = Path(folder)
     if not root.is_dir():
         raise VisageError(f"{root}: not a folder")
     found = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in sub.iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        files = list_images(sub, suffixes=IMAGE_SUFFIXES | VIDEO_SUFFIXES)
         if files:
             found[sub.name] = files
     if BONA_FIDE not in found:

@@ -16,6 +16,8 @@ Each group of numbers answers one physical question:
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 
@@ -126,7 +128,7 @@ def _frequency(native: np.ndarray) -> np.ndarray:
     spectrum, radius = _power_spectrum(_grey(native))
     total = spectrum[radius > 0.01].sum() + 1e-12
     edges = np.linspace(0.02, 1.0, 9)
-    bands = [np.log(spectrum[(radius >= a) & (radius < b)].sum() / total + 1e-12) for a, b in zip(edges, edges[1:])]
+    bands = [np.log(spectrum[(radius >= a) & (radius < b)].sum() / total + 1e-12) for a, b in itertools.pairwise(edges)]
     # Moiré and pixel grids: isolated peaks standing out of the smooth high-frequency spectrum.
     high = spectrum[(radius > 0.3) & (radius < 1.0)]
     peak_ratio = np.log((high.max() + 1e-12) / (np.median(high) + 1e-12))
@@ -160,7 +162,7 @@ def _speculars(crop: np.ndarray, context: np.ndarray, inside: np.ndarray) -> np.
     mask = (v > 0.85) & (s < 0.25)
     fraction = mask.mean()
     top = np.sort(v.ravel())[-max(1, v.size // 100):].mean()
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
+    count, _labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
     blob = stats[1:, cv2.CC_STAT_AREA].max() / mask.size if count > 1 else 0.0
     chsv = cv2.cvtColor(context, cv2.COLOR_RGB2HSV).astype(np.float32) / 255.0
     context_fraction = ((chsv[..., 2] > 0.9) & (chsv[..., 1] < 0.2))[inside].mean() if inside.any() else 0.0

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SpoofError
+from ..faces.types import Face
 from . import active
 from .passive import PassiveModel, face_region, load_model, passive_check
 
@@ -102,16 +103,14 @@ def _decide(evidence: dict, source: str) -> LivenessResult:
     return LivenessResult(live, score, THRESHOLD, evidence, reason, source)
 
 
-def check_image(pixels: np.ndarray, source: str = "<image>", model: PassiveModel | None = None,
-                detector: str = "hog") -> LivenessResult:
-    """The passive check on the largest face of one RGB uint8 image; returns a :class:`LivenessResult`.
+def check_image(pixels: np.ndarray, faces: Sequence[Face], source: str = "<image>",
+                model: PassiveModel | None = None) -> LivenessResult:
+    """The passive check on the largest of ``faces`` (found in the RGB uint8 ``pixels``).
 
-    With no face detected, a picture that is itself a tight face crop is judged whole
+    With no face, a picture that is itself a tight face crop is judged whole
     (``evidence["face"]["whole_image"]``); any other picture without a face is insufficient evidence.
     """
-    from ..faces.detect import detect_boxes, get_detector
-
-    region = face_region(pixels, [box for box, _ in detect_boxes(pixels, get_detector(detector))])
+    region = face_region(pixels, [face.box for face in faces])
     if region is None:
         return _insufficient("no face found", {"face": {"found": 0}}, source)
     evidence: dict = {"face": region.to_dict()}
@@ -125,15 +124,16 @@ def check_image(pixels: np.ndarray, source: str = "<image>", model: PassiveModel
     return _decide(evidence, source)
 
 
-def check_frames(frames: Sequence[np.ndarray], source: str = "<frames>", fps: float = 30.0,
-                 challenge: Sequence[str] | None = None, model: PassiveModel | None = None,
-                 detector: str = "hog") -> LivenessResult:
+def check_frames(frames: Sequence[np.ndarray], faces: Sequence[Face | None], source: str = "<frames>",
+                 fps: float = 30.0, challenge: Sequence[str] | None = None, model: PassiveModel | None = None
+                 ) -> LivenessResult:
     """Passive and active checks over a frame sequence (RGB uint8 frames, ``fps`` frames a second).
 
+    ``faces`` holds the largest face of each frame (:func:`visage.faces.track.track_largest`).
     ``challenge`` is the action sequence the person was asked to perform (from
     :func:`visage.liveness.new_challenge`), or None when none was asked.
     """
-    track = active.track_faces(frames, detector=detector)
+    track = active.measure_track(faces, (frames[0].shape[1], frames[0].shape[0]))
     seen = track.frames_with_face
     evidence: dict = {"frames": {"total": len(frames), "with_face": seen, "fps": fps}}
     if seen < MIN_FRAMES:
@@ -204,6 +204,13 @@ def _jsonable(value):
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def admitted(result: LivenessResult) -> bool:
+    """Does a challenge's verdict let the person in? Only when judged live and the asked actions were
+    done in the asked order (a failed challenge's :data:`LLR_CHALLENGE_FAILED` outweighs every other
+    cue together, so a live verdict with a failed challenge cannot happen; this says it outright)."""
+    return result.live is True and bool((result.evidence.get("challenge") or {}).get("passed"))
 
 
 def refuse_unless_live(result: LivenessResult) -> LivenessResult:

@@ -246,7 +246,8 @@ def _moire(panel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     phases = rng.uniform(0, 2 * np.pi, 3) if rng.random() < 0.6 else np.zeros(3)
     fringes = np.stack([np.cos(u + p) for p in phases], axis=2).astype(np.float32)
     if rng.random() < 0.5:  # a second beat across the first: the crossed pattern of a 2-D grid
-        v = (-np.sin(angle) * np.arange(w)[None, :] + np.cos(angle) * np.arange(h)[:, None]) * (2 * np.pi / (period * rng.uniform(0.7, 1.4)))
+        along = -np.sin(angle) * np.arange(w)[None, :] + np.cos(angle) * np.arange(h)[:, None]
+        v = along * (2 * np.pi / (period * rng.uniform(0.7, 1.4)))
         fringes = 0.6 * fringes + 0.4 * np.cos(v)[..., None].astype(np.float32)
     return panel * (1.0 + strength * fringes) * rng.uniform(0.9, 1.0)
 
@@ -267,7 +268,7 @@ def _glare(panel: np.ndarray, rng: np.random.Generator, background: np.ndarray |
 
 def _bezel(panel: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Surround the active area with the device's frame (black, white or grey); returns it and its width."""
-    h, w = panel.shape[:2]
+    w = panel.shape[1]
     colour = rng.choice([0.04, 0.08, 0.85, 0.6]) + rng.uniform(-0.03, 0.03)
     pad = max(1, int(rng.uniform(0.02, 0.12) * w))
     return cv2.copyMakeBorder(panel.astype(np.float32), pad, pad, pad, pad, cv2.BORDER_CONSTANT,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..models import MODELS, model_path, visage_home
+from ..config import visage_home
+from ..models import MODELS, model_path
 
 StateDict = dict[str, torch.Tensor]
 
@@ -31,7 +32,7 @@ def converted_state(model: str, converter_version: int, convert: Callable[[Path]
     if cached.is_file():
         try:
             return torch.load(cached, map_location="cpu", weights_only=True)
-        except Exception:  # a torn or foreign cache file is rebuilt below
+        except Exception:  # noqa: BLE001, S110 -- a torn or foreign cache file is rebuilt below
             pass
     state = convert(source)
     try:

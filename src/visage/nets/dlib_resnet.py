@@ -27,11 +27,13 @@ first, outermost first, and the layers' contents follow innermost (input side) f
 
 from __future__ import annotations
 
+import builtins
 import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -107,6 +109,8 @@ class DlibFaceResNet(nn.Module):
     outputs of named layers for introspection.
     """
 
+    input_mean: torch.Tensor  # a buffer: the per-channel means stored in dlib's file
+
     def __init__(self):
         super().__init__()
         self.register_buffer("input_mean", torch.zeros(3))
@@ -134,9 +138,9 @@ class DlibFaceResNet(nn.Module):
 
     def conv_affine_pairs(self) -> list[tuple[nn.Module, str, str]]:
         """(owner, conv attribute, affine attribute) for every conv followed by an affine."""
-        pairs = [(self, "conv1", "affine1")]
+        pairs: list[tuple[nn.Module, str, str]] = [(self, "conv1", "affine1")]
         for stage in self.stages:
-            for block in stage:
+            for block in cast(nn.Sequential, stage):
                 pairs += [(block, "conv1", "affine1"), (block, "conv2", "affine2")]
         return pairs
 
@@ -152,7 +156,8 @@ class DlibFaceResNet(nn.Module):
                     conv.weight.mul_(affine.weight.view(-1, 1, 1, 1))
                     conv.bias.mul_(affine.weight).add_(affine.bias)
                     setattr(owner, affine_name, nn.Identity())
-        return fast.to(memory_format=torch.channels_last)
+        # Module.to documents memory_format=, but torch's overloads leave it out.
+        return fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @staticmethod
     def as_input(chips: np.ndarray) -> torch.Tensor:
@@ -164,7 +169,8 @@ class DlibFaceResNet(nn.Module):
         return [name for name, _ in self._steps()]
 
     def _steps(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
-        blocks = [(f"stages.{s}.{b}", blk) for s, stage in enumerate(self.stages) for b, blk in enumerate(stage)]
+        blocks = [(f"stages.{s}.{b}", blk) for s, stage in enumerate(self.stages)
+                  for b, blk in enumerate(cast(nn.Sequential, stage))]
         return [("conv1", self.conv1), ("affine1", self.affine1), ("relu1", self.relu1), ("pool1", self.pool1),
                 *blocks, ("avgpool", lambda t: t.mean(dim=(2, 3))), ("fc", self.fc)]
 
@@ -234,7 +240,8 @@ class _Reader:
         if got != expected:
             raise self.fail(f"expected {expected!r}, found {got!r}")
 
-    def expect_int(self, expected: int | tuple[int, ...], what: str) -> int:
+    # In this class body ``int`` is the method above, so annotations spell out builtins.int.
+    def expect_int(self, expected: builtins.int | tuple[builtins.int, ...], what: str) -> builtins.int:
         got = self.int()
         if got not in (expected if isinstance(expected, tuple) else (expected,)):
             raise self.fail(f"{what} is {got}, expected {expected}")
@@ -250,9 +257,9 @@ class _Reader:
         raw = self.take(4 * count)
         return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(shape)
 
-    def alias(self) -> tuple[int, int, int, int]:
+    def alias(self) -> tuple[builtins.int, builtins.int, builtins.int, builtins.int]:
         self.expect_int(1, "alias_tensor version")
-        return tuple(self.int() for _ in range(4))  # type: ignore[return-value]
+        return self.int(), self.int(), self.int(), self.int()
 
 
 def _block_of(params: np.ndarray, offset: int, shape: tuple[int, ...], reader: _Reader) -> np.ndarray:
@@ -313,7 +320,8 @@ def _read_layer(r: _Reader, w: _Wrapper, state: dict[str, np.ndarray]) -> None:
         params = r.tensor()
         size, stride = w.args["size"], w.args["stride"]
         pad = 0 if stride != 1 else size // 2  # dlib pads only stride-1 convs
-        for what, want in [("filter count", w.args["out"]), ("filter rows", size), ("filter columns", size), ("row stride", stride),
+        for what, want in [("filter count", w.args["out"]), ("filter rows", size), ("filter columns", size),
+                           ("row stride", stride),
                            ("column stride", stride), ("row padding", pad), ("column padding", pad)]:
             r.expect_int(want, what)
         filters, biases = r.alias(), r.alias()

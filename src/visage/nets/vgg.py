@@ -54,6 +54,10 @@ class VGGFeatures(nn.Module):
     stops after the last one needed.
     """
 
+    bgr_mean: torch.Tensor  # buffers
+    rgb_mean: torch.Tensor
+    rgb_std: torch.Tensor
+
     def __init__(self, blocks: list[list[int]] = VGG16_BLOCKS, bgr_mean=HED_BGR_MEAN, name: str = "vgg16-hed",
                  input_norm: str = "caffe", ceil_mode: bool = True):
         super().__init__()
@@ -171,7 +175,7 @@ def load_vgg19(path: os.PathLike | None = None, check_hash: bool = True) -> VGGF
                              "the file is corrupt or not torchvision's VGG19")
     try:
         source = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any unreadable file becomes a ModelError naming it
         raise ModelError(f"{path}: cannot read as a PyTorch state dict ({exc})") from None
     mapping = torchvision_key_map(VGG19_BLOCKS)
     net = VGGFeatures(VGG19_BLOCKS, name="vgg19-imagenet", input_norm="torchvision", ceil_mode=False)

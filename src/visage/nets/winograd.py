@@ -8,7 +8,8 @@ computes VGG's convolutions in about half the time, and agrees with the direct m
 
 PyTorch calls NNPACK only for batches of 16 or more and gives it no backward pass, so visage calls
 it directly. Only the gradient with respect to the input is provided, which is all that an
-optimisation over the input image, such as style transfer, needs: the weights must be frozen. :func:`conv2d` falls back to the module itself whenever NNPACK cannot serve a
+optimisation over the input image, such as style transfer, needs: the weights must be frozen.
+:func:`conv2d` falls back to the module itself whenever NNPACK cannot serve a
 call, and convolves large inputs in strips of rows so that NNPACK's buffers stay small.
 
 Set ``VISAGE_WINOGRAD=0`` in the environment to always use PyTorch's default convolution.
@@ -17,11 +18,12 @@ Set ``VISAGE_WINOGRAD=0`` in the environment to always use PyTorch's default con
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import winograd_enabled
 
 __all__ = ["conv2d", "is_available", "serves"]
 
@@ -38,7 +40,7 @@ MIN_PLANE_PIXELS = 2048
 @functools.cache
 def is_available() -> bool:
     """Whether NNPACK can run here; asking also initialises it, which must happen before any call."""
-    if os.environ.get("VISAGE_WINOGRAD", "1") == "0":
+    if not winograd_enabled():
         return False
     try:
         return bool(torch.backends.nnpack.is_available())

@@ -11,4 +11,4 @@ See docs/service.md.
 from .app import create_app
 from .settings import ServerSettings
 
-__all__ = ["create_app", "ServerSettings"]
+__all__ = ["ServerSettings", "create_app"]

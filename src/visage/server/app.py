@@ -22,8 +22,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import FaceCountError, GalleryError, ImageError, ModelError, SpoofError, VisageError
-from .challenges import ChallengeError
+from ..errors import (
+    ChallengeError,
+    ChallengeNotFound,
+    FaceCountError,
+    GalleryError,
+    ImageError,
+    ModelError,
+    PersonNotFound,
+    SpoofError,
+    VisageError,
+)
 from .galleries import Busy
 from .jobs import QueueFull
 from .limits import BodySizeLimit
@@ -44,10 +53,10 @@ def status_for(exc: VisageError) -> int:
     """The HTTP status of a refusal: what the client sent is wrong (4xx), or the server is full (503)."""
     if isinstance(exc, (QueueFull, Busy, ModelError)):
         return 503  # the server cannot serve this now (full, or a model is not installed): not the client's fault
-    if isinstance(exc, ChallengeError):
-        return 404 if "no open challenge" in str(exc) else 409
-    if isinstance(exc, GalleryError):
-        return 404 if str(exc).startswith("no person called") else 409
+    if isinstance(exc, (ChallengeNotFound, PersonNotFound)):
+        return 404
+    if isinstance(exc, (ChallengeError, GalleryError)):
+        return 409
     if isinstance(exc, FaceCountError):
         return 422
     if isinstance(exc, SpoofError):
@@ -141,7 +150,10 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
     @app.exception_handler(VisageError)
     async def refused(request: Request, exc: VisageError):
         headers = {"Retry-After": "5"} if isinstance(exc, (QueueFull, Busy)) else None
-        return JSONResponse({"detail": str(exc)}, status_code=status_for(exc), headers=headers)
+        body: dict = {"detail": str(exc)}
+        if isinstance(exc, SpoofError) and exc.result is not None:
+            body["liveness"] = exc.result.to_dict()
+        return JSONResponse(body, status_code=status_for(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

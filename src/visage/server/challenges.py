@@ -13,11 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..errors import VisageError
-
-
-class ChallengeError(VisageError):
-    """A challenge is unknown, expired, full, or belongs to another key."""
+from ..errors import ChallengeError, ChallengeNotFound
 
 
 @dataclass
@@ -67,7 +63,7 @@ class ChallengeStore:
             self._expire()
             challenge = self._open.get(challenge_id)
         if challenge is None or challenge.owner != owner:
-            raise ChallengeError(f"no open challenge {challenge_id!r} (unknown, expired or finished)")
+            raise ChallengeNotFound(f"no open challenge {challenge_id!r} (unknown, expired or finished)")
         return challenge
 
     def add_frames(self, challenge: Challenge, frames: list[bytes], times: list[float]) -> int:

@@ -1,6 +1,6 @@
 """Limits that keep one client from exhausting the server: request rate per key, request size.
 
-Image pixel counts are limited where images are decoded (:func:`visage.imageio.load_image`'s
+Image pixel counts are limited where images are decoded (:func:`visage.media.images.load_image`'s
 ``max_pixels``), so a small file that decodes to a huge image is refused before it is decoded.
 """
 

@@ -1,7 +1,7 @@
 """The REST endpoints, under ``/v1``. Each is a thin layer over the library.
 
 Endpoints that compute are plain functions, which FastAPI runs on its thread pool, so slow face
-work never blocks the event loop. Uploads are decoded with :func:`visage.imageio.load_image` and
+work never blocks the event loop. Uploads are decoded with :func:`visage.media.images.load_image` and
 the server's pixel limit; what each request did is summarised for the audit log in
 ``request.state.audit`` (names and counts, never images or encodings).
 """
@@ -21,7 +21,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from .. import __version__
 from ..errors import ImageError, VisageError
-from ..imageio import Image, load_image
+from ..media import video
+from ..media.images import Image, load_image
 from . import schemas
 from .auth import Principal
 from .service import Service
@@ -177,30 +178,21 @@ def enroll(request: Request, who: Admin, name: Annotated[str, Form(min_length=1,
             "skipped": [{"photo": p, "reason": r} for p, r in skipped]}
 
 
-@router.post("/v1/identify", response_model=schemas.IdentifyResponse, responses=ERRORS, tags=["gallery"])
+@router.post("/v1/identify", response_model=schemas.IdentifyResponse,
+             responses={**ERRORS, 403: {"model": schemas.Refused}}, tags=["gallery"])
 def identify(request: Request, who: Caller, image: Annotated[UploadFile, File(description="a photo")],
              top: Annotated[int, Form(ge=1, le=50)] = 5,
              threshold: Annotated[float | None, Form(gt=0)] = None,
-             require_live: Annotated[bool, Form(description="run the passive liveness check on the largest "
-                                                            "face first; only a live face gets a name")] = False):
+             require_live: Annotated[bool, Form(description="the largest face must pass the passive liveness "
+                                                            "check first (else 403 with the verdict); only "
+                                                            "that face gets a name")] = False):
     """Who is each face in the photo? Names come from the gallery; ``null`` means unknown."""
     svc = service(request)
     img = read_image(svc, image)
-    verdict = None
-    check = None
-    if require_live:
-        from .. import liveness
-
-        with svc.compute:
-            verdict = liveness.check(img, detector=svc.settings.detector)
-        judged = (verdict.evidence.get("face") or {}).get("box")
-        check = lambda _img, face: bool(verdict.live) and face.box.to_dict() == judged  # noqa: E731
     with svc.galleries.borrow() as gallery, svc.compute:
-        found = gallery.identify(img, top=top, threshold=threshold, liveness=check)
-    note(request, faces=len(found), names=[f.name for f in found if f.name],
-         live=None if verdict is None else verdict.decision)
-    return {"image": image_info(img), "faces": [f.to_dict() for f in found],
-            "liveness": verdict.to_dict() if verdict else None}
+        found = gallery.identify(img, top=top, threshold=threshold, require_live=require_live)
+    note(request, faces=len(found), names=[f.name for f in found if f.name])
+    return {"image": image_info(img), "faces": [f.to_dict() for f in found]}
 
 
 @router.get("/v1/people", response_model=list[schemas.Person], responses=ERRORS, tags=["gallery"])
@@ -212,7 +204,8 @@ def people(request: Request, who: Caller):
     return [p.to_dict() for p in found]
 
 
-@router.get("/v1/people/{name:path}", response_model=schemas.PersonDetail, responses={**ERRORS, 404: {"model": schemas.Error}},
+@router.get("/v1/people/{name:path}", response_model=schemas.PersonDetail,
+            responses={**ERRORS, 404: {"model": schemas.Error}},
             tags=["gallery"])
 def person(request: Request, who: Caller, name: str):
     """One person and their stored faces (where each came from; not the encodings)."""
@@ -272,9 +265,8 @@ def liveness_check(request: Request, who: Caller,
     if actions and any(a not in CHALLENGE_ACTIONS for a in actions):
         raise VisageError(f"challenge actions must be among {', '.join(CHALLENGE_ACTIONS)}")
     name = upload_name(media)
-    is_video = Path(name).suffix.lower() in liveness.VIDEO_SUFFIXES or \
-        (media.content_type or "").startswith(VIDEO_TYPES)
-    if is_video:
+    clip = video.is_video(name) or (media.content_type or "").startswith(VIDEO_TYPES)
+    if clip:
         result = _video_liveness(svc, media, name, actions)
     else:
         if actions:
@@ -282,32 +274,23 @@ def liveness_check(request: Request, who: Caller,
         img = read_image(svc, media)
         with svc.compute:
             result = liveness.check(img, detector=svc.settings.detector)
-    note(request, decision=result.decision, video=is_video)
+    note(request, decision=result.decision, video=clip)
     return result.to_dict()
 
 
 def _video_liveness(svc: Service, media: UploadFile, name: str, actions):
-    import cv2
-
     from .. import liveness
 
-    suffix = Path(name).suffix.lower()
-    suffix = suffix if suffix in liveness.VIDEO_SUFFIXES else ".mp4"
+    suffix = Path(name).suffix.lower() if video.is_video(name) else ".mp4"
     with tempfile.TemporaryDirectory(prefix="visage-") as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(media.file.read())
-        capture = cv2.VideoCapture(str(path))
-        try:
-            if not capture.isOpened():
-                raise ImageError(f"{name}: not a video file visage can read")
-            width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
-        finally:
-            capture.release()
-        if width * height > svc.settings.max_pixels:
-            raise ImageError(f"{name}: video frames are {width:.0f}×{height:.0f}, over the "
+        info = video.probe(path, name=name)
+        if info.pixels > svc.settings.max_pixels:
+            raise ImageError(f"{name}: video frames are {info.width}×{info.height}, over the "
                              f"{svc.settings.max_pixels / 1e6:.0f} MP limit")
-        frames, fps = liveness.read_frames(path, max_frames=svc.settings.max_frames,
-                                           max_side=svc.settings.max_frame_side)
+        frames, fps = video.read_frames(path, max_frames=svc.settings.max_frames,
+                                        max_side=svc.settings.max_frame_side, name=name)
         with svc.compute:
             result = liveness.check(frames, challenge=actions, fps=fps, detector=svc.settings.detector)
     return _named(result, name)
@@ -381,23 +364,21 @@ def challenge_verdict(request: Request, who: Caller, challenge_id: str,
         with svc.compute:
             result = liveness.check(pixels, challenge=challenge.actions, fps=challenge.fps(),
                                     detector=svc.settings.detector)
-        # A random challenge is the part a recording cannot answer, so failing it refuses entry
-        # whatever the other cues say (the fused score alone can outvote it).
         passed = bool((result.evidence.get("challenge") or {}).get("passed"))
-        admitted = result.live is True and passed
+        let_in = liveness.admitted(result)
         faces, frame, size = [], None, None
         if identify:
             frame = _best_frame(result, len(pixels))
             if frame is not None:
                 size = [int(pixels[frame].shape[1]), int(pixels[frame].shape[0])]
                 with svc.galleries.borrow() as gallery, svc.compute:
-                    found = gallery.identify(pixels[frame], liveness=lambda _img, _face: admitted)
-                faces = [f.to_dict() for f in found[:1]]
+                    found = gallery.identify(pixels[frame])[:1]
+                faces = [(f if let_in else f.withheld()).to_dict() for f in found]
     finally:
         svc.challenges.close(challenge)
-    note(request, challenge=challenge.id, decision=result.decision, passed=passed, admitted=admitted,
+    note(request, challenge=challenge.id, decision=result.decision, passed=passed, admitted=let_in,
          names=[f["name"] for f in faces if f["name"]])
-    return {"id": challenge.id, "actions": challenge.actions, "passed": passed, "admitted": admitted,
+    return {"id": challenge.id, "actions": challenge.actions, "passed": passed, "admitted": let_in,
             "liveness": _named(result, "challenge").to_dict(), "frame": frame, "frame_size": size, "faces": faces}
 
 

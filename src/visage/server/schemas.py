@@ -32,7 +32,7 @@ class Face(BaseModel):
 
 
 class DetectResponse(BaseModel):
-    image: "ImageInfo"
+    image: ImageInfo
     faces: list[Face]
 
 
@@ -85,10 +85,15 @@ class Liveness(BaseModel):
     evidence: dict[str, Any]
 
 
+class Refused(Error):
+    """A 403 from a liveness check: the message, and the verdict that explains it."""
+
+    liveness: Liveness | None = Field(None, description="the liveness verdict that refused the face")
+
+
 class IdentifyResponse(BaseModel):
     image: ImageInfo
     faces: list[Identification]
-    liveness: Liveness | None = Field(None, description="present when require_live was asked")
 
 
 class Skipped(BaseModel):

@@ -6,16 +6,13 @@ never from the command line, where other users of the machine could read it in t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..encoders import DEFAULT_ENCODER
-
-#: Environment variable holding the passphrase that encrypts stored encodings (optional).
-GALLERY_KEY_ENV = "VISAGE_GALLERY_KEY"
+from .. import config
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
 
 
 class ServerSettings(BaseSettings):
@@ -28,7 +25,7 @@ class ServerSettings(BaseSettings):
     #: The gallery location, as ``visage enroll --gallery`` takes it; None: the CLI's default file.
     gallery: str | None = None
     encoder: str = DEFAULT_ENCODER
-    detector: str = "hog"
+    detector: str = DEFAULT_DETECTOR
     #: SQLite file for API keys and the audit log; None: ``server.db`` beside the gallery file.
     state: str | None = None
     #: Requests a key may make per minute (sustained), and the burst it may make at once.
@@ -69,8 +66,6 @@ class ServerSettings(BaseSettings):
 
     def gallery_path(self) -> Path | None:
         """The gallery's SQLite file, or None when the gallery is not a local file (Milvus)."""
-        from ..gallery import default_gallery_path
-
         if self.gallery is None:
             return default_gallery_path()
         if "://" in self.gallery or self.gallery.startswith("milvus-lite:"):
@@ -81,12 +76,10 @@ class ServerSettings(BaseSettings):
         """Where API keys and the audit log live."""
         if self.state:
             return Path(self.state).expanduser()
-        from ..gallery import default_gallery_path
-
         beside = self.gallery_path() or default_gallery_path()
         return beside.parent / "server.db"
 
     def gallery_key(self) -> str | None:
-        """The passphrase encrypting stored encodings, from :data:`GALLERY_KEY_ENV`, or None."""
-        value = os.environ.get(GALLERY_KEY_ENV, "")
-        return value or None
+        """The passphrase encrypting stored encodings, from ``$VISAGE_GALLERY_KEY``
+        (:func:`visage.config.gallery_key`), or None."""
+        return config.gallery_key()

@@ -13,9 +13,9 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,15 +23,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VisageError
-from ..imageio import ImageSource, load_image
+from ..media.images import ImageSource, list_images, load_image
+from ..media.video import iter_frames, probe
 from .features import check_layers, extract, load_feature_net
 from .losses import content_cost, mean_gram, style_cost, total_variation
-from .transfer import (_resize_exact, _resize_long, _threads, _to_pixels, _to_tensor, record_step,
-                       resolve_style_layers)
+from .transfer import (
+    _resize_exact,
+    _resize_long,
+    _threads,
+    _to_pixels,
+    _to_tensor,
+    record_step,
+    resolve_style_layers,
+)
 
 MODEL_FORMAT = "visage-style-model"
 MODEL_VERSION = 1
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 # --- the network -----------------------------------------------------------------------------
@@ -63,7 +70,8 @@ class TransformerNet(nn.Module):
 
     Takes RGB in [0, 1], shape (N, 3, H, W), and returns an image of the same shape (not clamped;
     :meth:`StyleModel.apply` clamps). Unlike the paper's network, the output is the input plus the
-    network's output (a global residual connection), which makes short CPU trainings work. ``width`` is the channel count of the first layer (32 in the
+    network's output (a global residual connection), which makes short CPU trainings work.
+    ``width`` is the channel count of the first layer (32 in the
     paper); ``n_residual`` the number of residual blocks (5).
     """
 
@@ -77,8 +85,10 @@ class TransformerNet(nn.Module):
             nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9),
         )
         # Zero the last conv so that training starts exactly at the identity.
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        last = self.net[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
         h, w = rgb01.shape[-2:]
@@ -187,24 +197,23 @@ class StyleModel:
         import cv2
         from tqdm import tqdm
 
-        capture = _open_video(source)
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        info = probe(source)
+        fps = info.fps or 25.0
+        total = info.frames or None
         writer = None
         count = 0
         try:
-            for rgb in tqdm(iter_video_frames(capture, size), total=total, desc="style video",
+            for rgb in tqdm(iter_video_frames(source, size), total=total, desc="style video",
                             unit="frame", disable=not progress):
                 styled = self.apply_pixels(rgb)
                 if writer is None:
                     h, w = styled.shape[:2]
-                    writer = cv2.VideoWriter(str(destination), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(str(destination), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
                     if not writer.isOpened():
                         raise VisageError(f"{destination}: cannot write a video there")
                 writer.write(cv2.cvtColor(styled, cv2.COLOR_RGB2BGR))
                 count += 1
         finally:
-            capture.release()
             if writer is not None:
                 writer.release()
         if count == 0:
@@ -220,12 +229,13 @@ def load_style_model(path: os.PathLike, device: str = "cpu") -> StyleModel:
         raise VisageError(f"{path}: no such style model file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- any unreadable file becomes a VisageError naming it
         raise VisageError(f"{path}: not a visage style model (cannot read it as one)") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise VisageError(f"{path}: not a visage style model")
     if payload.get("version") != MODEL_VERSION:
-        raise VisageError(f"{path}: style model version {payload.get('version')} is not supported (expected {MODEL_VERSION})")
+        raise VisageError(f"{path}: style model version {payload.get('version')} is not supported "
+                          f"(expected {MODEL_VERSION})")
     settings = FastStyleSettings(**payload["settings"])
     net = TransformerNet(settings.width, settings.n_residual)
     try:
@@ -239,15 +249,11 @@ def load_style_model(path: os.PathLike, device: str = "cpu") -> StyleModel:
 
 # --- training --------------------------------------------------------------------------------
 
-def list_images(folder: os.PathLike) -> list[Path]:
-    """Image files (by suffix) under ``folder``, recursively, sorted; raises VisageError if none."""
-    folder = Path(folder)
-    if not folder.is_dir():
+def _training_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted; raises VisageError if none."""
+    if not Path(folder).is_dir():
         raise VisageError(f"{folder}: not a folder of training images")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise VisageError(f"{folder}: holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files
+    return list_images(folder, recursive=True, required=True)
 
 
 def train_style_model(
@@ -267,7 +273,7 @@ def train_style_model(
 
     settings = settings or FastStyleSettings()
     settings.validate()
-    sources = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
+    sources = _training_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
     if not sources:
         raise VisageError("no training images given")
     style_img = load_image(style)
@@ -359,32 +365,8 @@ def _training_crop(sources, i: int, size: int, cache: dict, cache_limit: int) ->
 
 # --- video -----------------------------------------------------------------------------------
 
-def _open_video(source: os.PathLike):
-    import cv2
-
-    path = Path(source)
-    if not path.is_file():
-        raise VisageError(f"{path}: no such video file")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise VisageError(f"{path}: cannot open as a video")
-    return capture
-
-
-def iter_video_frames(source, size: int | None = None) -> Iterator[np.ndarray]:
-    """Frames of a video (a path or an open ``cv2.VideoCapture``) as (H, W, 3) uint8 RGB arrays,
-    resized to long side ``size`` when given."""
-    import cv2
-
-    capture = source if hasattr(source, "read") else _open_video(source)
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def iter_video_frames(source: os.PathLike, size: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of video file ``source`` (read by :func:`visage.media.video.iter_frames`) as
+    (H, W, 3) uint8 RGB arrays, resized to long side ``size`` when given."""
+    for rgb in iter_frames(source):
         yield _resize_long(rgb, size) if size else rgb
-
-
-def is_video(path: os.PathLike) -> bool:
-    """Whether ``path`` names a video file by its suffix (mp4, avi, mov, mkv, webm, m4v)."""
-    return Path(path).suffix.lower() in {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}

@@ -82,7 +82,8 @@ def extract(net: VGGFeatures, rgb01: torch.Tensor, names, *, checkpointing: bool
     wanted = set(names)
     check_layers(net, wanted)
     if checkpointing is None:
-        checkpointing = torch.is_grad_enabled() and rgb01.requires_grad and rgb01.shape[-1] * rgb01.shape[-2] > CHECKPOINT_PIXELS
+        large = rgb01.shape[-1] * rgb01.shape[-2] > CHECKPOINT_PIXELS
+        checkpointing = torch.is_grad_enabled() and rgb01.requires_grad and large
     order = net.layer_names()
     last = max(order.index(n) for n in wanted)
     modules = list(net.layers.named_children())[: last + 1]

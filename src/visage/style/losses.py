@@ -60,7 +60,7 @@ def layer_style_cost(target_mean_gram: torch.Tensor, generated: torch.Tensor) ->
     ``target_mean_gram`` is the style's Gram matrix divided by its own pixel count (shape (C, C) or
     (N, C, C)), ``generated`` the activations of G (N, C, H, W). Returns a scalar tensor.
     """
-    n, c, h, w = generated.shape
+    n, c, _h, _w = generated.shape  # also checks that ``generated`` is (N, C, H, W)
     # (G^S − G^G)² / (2·h·w·c)²  with G^S = h·w·target  ⇔  (target − G^G/(h·w))² / (2c)²
     diff = mean_gram(generated) - target_mean_gram
     return diff.pow(2).sum() / (4.0 * c * c * n)

@@ -14,9 +14,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from ..errors import VisageError
-from ..imageio import ImageSource, load_image
+from ..media.images import ImageSource, load_image
 from .features import channels, check_layers, extract, load_feature_net
 from .losses import content_cost, mean_gram, style_cost, total_variation
 
@@ -179,11 +180,11 @@ def stylize(
 
     ``init_image`` starts the optimisation from that image instead of ``settings.init``.
     ``callback`` receives each step's loss record. Images may be paths or anything
-    :func:`visage.imageio.load_image` takes; bad inputs raise :class:`VisageError`.
+    :func:`visage.media.images.load_image` takes; bad inputs raise :class:`VisageError`.
     """
     settings = settings or StyleSettings()
     settings.validate()
-    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    style_list = list(styles) if isinstance(styles, (list, tuple)) else [cast(ImageSource, styles)]
     if not style_list:
         raise VisageError("give at least one style image")
     blend = _blend_weights(style_blend, len(style_list))
@@ -206,6 +207,7 @@ def stylize(
     steps = settings.level_steps(len(sizes))
     generator = torch.Generator().manual_seed(settings.seed)
     image: torch.Tensor | None = None
+    final_loss = math.nan
     with _threads(settings.threads):
         for level, (size, n_steps) in enumerate(zip(sizes, steps)):
             content_t = _to_tensor(_resize_long(content_px, size), settings.device)
@@ -222,6 +224,7 @@ def stylize(
             targets = _targets(net, content_t, style_pxs, blend, size, layer_weights, settings)
             image, final_loss = _optimise(net, image, targets, layer_weights, settings, level, size, n_steps,
                                           history, progress, callback)
+    assert image is not None  # level_sizes() always holds at least one size
     pixels = _to_pixels(image)
     if settings.preserve_color:
         pixels = _with_content_colour(pixels, content_img.pixels)
@@ -300,8 +303,8 @@ def _targets(net, content_t, style_pxs, blend, size, layer_weights, settings) ->
 
 
 def _optimise(net, image, targets: _Targets, layer_weights, settings: StyleSettings, level, size, n_steps,
-              history, progress, callback) -> torch.Tensor:
-    """Run ``n_steps`` loss evaluations at one size; returns the image clamped to [0, 1].
+              history, progress, callback) -> tuple[torch.Tensor, float]:
+    """Run ``n_steps`` loss evaluations at one size; returns the image clamped to [0, 1] and its loss.
 
     L-BFGS runs as one ``step`` call with a strong-Wolfe line search and a budget of ``n_steps``
     evaluations (each evaluation is a step of the progress bar, as in Gatys' notebook): without a
@@ -341,13 +344,14 @@ def _optimise(net, image, targets: _Targets, layer_weights, settings: StyleSetti
     def _report(entry):
         record_step(entry, history, bar, callback)
         step = entry["step"]
-        if settings.save_every and step % settings.save_every == 0:
+        if settings.save_every and settings.frames_dir and step % settings.save_every == 0:
             frame = Path(settings.frames_dir) / f"level{level}_{w}x{h}_step{step:05d}.png"
             save_png(_to_pixels(image), frame, {"visage:step": str(step), "visage:loss": f"{entry['total']:.6g}"})
         if not math.isfinite(entry["total"]):
             raise VisageError(f"the loss became {entry['total']} at step {step}; lower the learning "
                               "rate or the style weight")
 
+    opt: torch.optim.Optimizer
     try:
         if settings.optimizer == "lbfgs":
             history_size = 100 if image[0, 0].numel() <= LARGE_IMAGE_PIXELS else 20
@@ -408,7 +412,7 @@ def _resize_long(pixels: np.ndarray, long_side: int) -> np.ndarray:
 def _resize_exact(pixels: np.ndarray, w: int, h: int) -> np.ndarray:
     if pixels.shape[:2] == (h, w):
         return pixels
-    return np.asarray(PILImage.fromarray(pixels).resize((w, h), PILImage.LANCZOS))
+    return np.asarray(PILImage.fromarray(pixels).resize((w, h), PILImage.Resampling.LANCZOS))
 
 
 def _to_tensor(pixels: np.ndarray, device: str = "cpu") -> torch.Tensor:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoders import DEFAULT_ENCODER
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
 from ..errors import VisageError
+from ..media.images import IMAGE_SUFFIXES, list_images
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 ARRAY_EXTENSIONS = frozenset({".npy"})
 
 
@@ -59,8 +59,7 @@ def scan_people(root: str | Path) -> PeopleFolder:
     people: list[str] = []
     kinds: set[str] = set()
     for person_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in person_dir.iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | ARRAY_EXTENSIONS)
+        files = list_images(person_dir, suffixes=IMAGE_SUFFIXES | ARRAY_EXTENSIONS)
         if not files:
             continue
         label = len(people)
@@ -76,7 +75,7 @@ def scan_people(root: str | Path) -> PeopleFolder:
     return PeopleFolder(root, samples, people, kinds.pop())
 
 
-def split_people(labels: np.ndarray, holdout: float | int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_people(labels: np.ndarray, holdout: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split sample indices by person: (train indices, held-out indices); no person is in both.
 
     ``holdout`` is a fraction of the people (0 < holdout < 1) or a number of people. Only people
@@ -85,7 +84,7 @@ def split_people(labels: np.ndarray, holdout: float | int, seed: int = 0) -> tup
     labels = np.asarray(labels)
     people, counts = np.unique(labels, return_counts=True)
     eligible = people[counts >= 2]
-    n = int(round(holdout * len(people))) if 0 < holdout < 1 else int(holdout)
+    n = round(holdout * len(people)) if 0 < holdout < 1 else int(holdout)
     n = max(2, min(n, len(eligible)))
     if len(eligible) < 2 or n >= len(people):
         raise VisageError(f"cannot hold out {n} of {len(people)} people for validation "
@@ -103,7 +102,7 @@ class PKSampler:
     ``labels``; ``batches`` per epoch default to covering the data about once.
     """
 
-    def __init__(self, labels: Sequence[int], people_per_batch: int = 8, per_person: int = 4,
+    def __init__(self, labels: Sequence[int] | np.ndarray, people_per_batch: int = 8, per_person: int = 4,
                  batches: int | None = None, seed: int = 0):
         self.labels = np.asarray(labels)
         if people_per_batch < 2 or per_person < 2:
@@ -135,7 +134,7 @@ class PKSampler:
 
 def load_arrays(samples: Sequence[Sample]) -> np.ndarray:
     """Stack ``.npy`` samples channel-first as float32: (N, C, *spatial). Errors name the file."""
-    arrays = []
+    arrays: list[np.ndarray] = []
     for s in samples:
         try:
             a = np.load(s.path, allow_pickle=False)
@@ -160,9 +159,10 @@ class FaceCache:
     used. A photo without a face is remembered as such.
     """
 
-    def __init__(self, encoder: str = DEFAULT_ENCODER, detector: str = "hog", cache_dir: str | Path | None = None):
+    def __init__(self, encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
+                 cache_dir: str | Path | None = None):
+        from ..config import visage_home
         from ..encoders import get_encoder
-        from ..models import visage_home
 
         self.encoder = get_encoder(encoder)
         self.detector = detector
@@ -175,8 +175,8 @@ class FaceCache:
 
     def chip(self, path: str | Path) -> np.ndarray | None:
         """The aligned chip (H, W, 3) uint8 of the largest face in ``path``, or None without a face."""
-        from .. import api
-        from ..imageio import load_image
+        from ..media.images import load_image
+        from ..pipeline import detect
 
         img = load_image(path)
         chip_file, _, none_file = self._files(img.sha256)
@@ -184,7 +184,7 @@ class FaceCache:
             return np.load(chip_file)
         if none_file.exists():
             return None
-        faces = api.detect(img, detector=self.detector, landmarks68=False)[:1]
+        faces = detect(img, detector=self.detector, landmarks68=False)[:1]
         if not faces:
             none_file.touch()
             return None
@@ -194,7 +194,7 @@ class FaceCache:
 
     def encoding(self, path: str | Path) -> np.ndarray | None:
         """The encoding (dim,) float32 of the largest face in ``path``, or None without a face."""
-        from ..imageio import load_image
+        from ..media.images import load_image
 
         sha = load_image(path).sha256
         _, enc_file, _ = self._files(sha)
@@ -236,7 +236,7 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def encode_images(paths: Sequence[str | Path], encoder: str = DEFAULT_ENCODER, detector: str = "hog",
+def encode_images(paths: Sequence[str | Path], encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
                   progress: bool = True, cache_dir: str | Path | None = None) -> dict[Path, np.ndarray | None]:
     """The largest face's embedding for each photo (None where no face), through :class:`FaceCache`.
 

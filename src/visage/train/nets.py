@@ -85,11 +85,12 @@ class ProjectionHead(nn.Module):
         elif hidden:
             self.layers = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
         else:
-            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim))
+            linear = nn.Linear(in_dim, out_dim)
+            self.layers = nn.Sequential(linear)
             if out_dim == in_dim:
                 with torch.no_grad():
-                    self.layers[0].weight.copy_(torch.eye(in_dim))
-                    self.layers[0].bias.zero_()
+                    linear.weight.copy_(torch.eye(in_dim))
+                    linear.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)

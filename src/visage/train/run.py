@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..encoders import DEFAULT_ENCODER
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
 from ..errors import VisageError
 from .data import FaceCache, load_arrays, scan_people, split_people
 from .nets import ConvEncoder, ProjectionHead
@@ -59,7 +59,7 @@ def train_folder(
     *,
     mode: str | None = None,
     encoder: str = DEFAULT_ENCODER,
-    detector: str = "hog",
+    detector: str = DEFAULT_DETECTOR,
     config: TrainConfig | None = None,
     holdout: float = 0.25,
     embedding_dim: int | None = None,
@@ -102,6 +102,7 @@ def train_folder(
         input_kind = "arrays"
 
     train_idx, val_idx = split_people(labels, holdout, config.seed)
+    net: nn.Module
     if mode == "head":
         net = ProjectionHead(x.shape[1], embedding_dim or x.shape[1], hidden)
     elif mode == "finetune":

@@ -127,7 +127,7 @@ def _read(path: str | Path) -> dict:
         raise VisageError(f"{path}: no such model file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- unpickling can raise anything; the error names the file
         raise VisageError(f"{path}: not a readable model file ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise VisageError(f"{path}: not a model trained by visage")

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import VisageError
+from ..evaluation.metrics import verification_report
 from .losses import l2_normalize, triplet_loss
-from .metrics import verification_report
 from .mining import get_miner
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def validation_metrics(embeddings: np.ndarray, labels: np.ndarray, far: float, s
     Distances are Euclidean between L2-normalised embeddings. Large sets keep every same-person
     pair and a random sample of different-person pairs (:data:`MAX_VALIDATION_PAIRS` in all).
     """
-    from ..verification import cross_validated_accuracy
+    from ..evaluation.verification import cross_validated_accuracy
 
     e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     i, j = np.triu_indices(len(e), 1)
@@ -298,7 +298,7 @@ class TripletTrainer:
             raise VisageError(f"cannot resume: no checkpoint at {self.checkpoint}")
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- unpickling can raise anything; the error names the file
             raise VisageError(f"{self.checkpoint}: not a readable checkpoint ({exc})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT + "-checkpoint":
             raise VisageError(f"{self.checkpoint}: not a visage training checkpoint")

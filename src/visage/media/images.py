@@ -1,6 +1,7 @@
 """Load and validate images: paths, bytes, numpy arrays and PIL images become RGB uint8 arrays.
 
-Every failure is an :class:`~visage.errors.ImageError` whose message names the input.
+Every failure is an :class:`~visage.errors.ImageError` whose message names the input. Folders of
+images are listed by :func:`list_images`, by the one set of file name endings :data:`IMAGE_SUFFIXES`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -17,14 +19,14 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .. import config
+from ..errors import ImageError, VisageError
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, PILImage.Image, "Image"]
 
-#: Largest image accepted, in pixels (width × height). Guards against decompression bombs.
-DEFAULT_MAX_PIXELS = int(os.environ.get("VISAGE_MAX_PIXELS", 120_000_000))
-#: Largest encoded file accepted, in bytes.
-DEFAULT_MAX_BYTES = int(os.environ.get("VISAGE_MAX_BYTES", 200 * 1024 * 1024))
+#: File name endings read as images when a folder is listed (lower case). Each is a format that
+#: :func:`load_image` decodes (PIL: JPEG, PNG, BMP, GIF, WebP, TIFF, PPM/PGM).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,16 +50,19 @@ def load_image(
     source: ImageSource,
     *,
     name: str | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
 ) -> Image:
     """Decode ``source`` once and return an :class:`Image` (RGB uint8, EXIF orientation applied).
 
     ``source`` may be a path, the encoded bytes of a file, a numpy array (grey, RGB or RGBA;
     uint8, uint16 or float in [0, 1]), a PIL image, or an :class:`Image` (returned as is).
+    ``max_pixels`` defaults to :func:`visage.config.max_pixels` (``$VISAGE_MAX_PIXELS``).
     Raises :class:`ImageError` naming the input when it cannot be used.
     """
     if isinstance(source, Image):
         return source
+    if max_pixels is None:
+        max_pixels = config.max_pixels()
     if isinstance(source, np.ndarray):
         label = name or "<array>"
         pixels = _array_to_rgb(source, label)
@@ -80,6 +85,13 @@ def load_image(
     return _decode(data, label, max_pixels)
 
 
+def source_label(source: ImageSource) -> str:
+    """How reports name ``source``: its path, or the name of an :class:`Image`, or its type."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return getattr(source, "name", None) or type(source).__name__
+
+
 def _read_file(path: Path, label: str) -> bytes:
     try:
         size = path.stat().st_size
@@ -89,8 +101,9 @@ def _read_file(path: Path, label: str) -> bytes:
         raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
     if path.is_dir():
         raise ImageError(f"{label}: is a directory, not an image")
-    if size > DEFAULT_MAX_BYTES:
-        raise ImageError(f"{label}: file is {size / 1e6:.0f} MB, over the {DEFAULT_MAX_BYTES / 1e6:.0f} MB limit")
+    max_bytes = config.max_bytes()
+    if size > max_bytes:
+        raise ImageError(f"{label}: file is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit")
     try:
         return path.read_bytes()
     except OSError as exc:
@@ -172,3 +185,26 @@ def _array_to_rgb(array: np.ndarray, label: str) -> np.ndarray:
         alpha = scaled[:, :, 3:4].astype(np.float32) / 255.0
         scaled = (scaled[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
     return np.ascontiguousarray(scaled)
+
+
+def list_images(
+    folder: str | os.PathLike,
+    *,
+    recursive: bool = False,
+    suffixes: Collection[str] = IMAGE_SUFFIXES,
+    required: bool = False,
+) -> list[Path]:
+    """The files in ``folder`` whose name ends in one of ``suffixes`` (any case), sorted by path.
+
+    ``recursive`` also lists the sub-folders' files. ``suffixes`` (lower case, with the dot) may
+    widen the set, e.g. ``IMAGE_SUFFIXES | {".npy"}``. Raises :class:`VisageError` when ``folder``
+    is not a folder, and, when ``required``, when it holds no such file.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise VisageError(f"{root}: not a folder")
+    candidates = root.rglob("*") if recursive else root.iterdir()
+    files = sorted(p for p in candidates if p.suffix.lower() in suffixes and p.is_file())
+    if required and not files:
+        raise VisageError(f"{root}: holds no images ({', '.join(sorted(suffixes))})")
+    return files

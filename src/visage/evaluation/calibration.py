@@ -7,11 +7,12 @@ Three ways to decide on a pair (f_i, f_j), each fitted on labelled pairs:
   defines them for non-negative features; embeddings here are signed, so the denominator uses
   absolute values (a small ε keeps it finite);
 - ``distance``: the plain Euclidean distance with the threshold that meets a target false-accept
-  rate, and a logistic curve P(same | distance) (a :class:`visage.verification.Calibration`).
+  rate, and a logistic curve P(same | distance) (a :class:`visage.evaluation.verification.Calibration`).
 
 :func:`fit_pair_calibration` fits all three and :class:`PairCalibration` (JSON on disk) applies
 them. :func:`calibration_report` measures them out of fold (ROC and DET curves as PNG, EER, TAR at
 FAR 1e-2 and 1e-3, reliability) and :func:`evaluate_encoders` compares encoders on the LFW protocol.
+:func:`update_calibration_table` writes one encoder's shipped default (``scripts/fit_calibration.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoders import DEFAULT_ENCODER
-from .errors import VisageError
-from .train.metrics import DEFAULT_FARS, expected_calibration_error, roc, verification_report
+from ..config import DEFAULT_DETECTOR
+from ..encoders import DEFAULT_ENCODER
+from ..errors import VisageError
+from .metrics import (
+    DEFAULT_FARS,
+    det_points,
+    expected_calibration_error,
+    false_accepts_allowed,
+    roc,
+    verification_report,
+)
 from .verification import Calibration, Verification, best_threshold, cross_validated_accuracy, fit_calibration
 
 FEATURES = ("abs", "chi2")
@@ -91,7 +100,7 @@ def distance_threshold_at_far(distances: np.ndarray, same: np.ndarray, far: floa
     y = np.asarray(same, bool)
     _need_both(y)
     impostors = np.sort(d[~y])
-    allowed = int(np.floor(far * len(impostors) + 1e-9))
+    allowed = false_accepts_allowed(far, len(impostors))
     if allowed >= len(impostors):
         return float(impostors[-1] + 1e-6)
     upper = impostors[allowed]
@@ -105,8 +114,8 @@ class PairCalibration:
     """Fitted pair decisions for one encoder; ``method`` picks the one :meth:`decide` uses.
 
     Load with :meth:`load`, score with :meth:`probability`, decide with :meth:`decide` (returns a
-    :class:`visage.verification.Verification`), or take the distance rule alone as a
-    :class:`visage.verification.Calibration` with :meth:`distance_calibration`.
+    :class:`visage.evaluation.verification.Verification`), or take the distance rule alone as a
+    :class:`visage.evaluation.verification.Calibration` with :meth:`distance_calibration`.
     """
 
     encoder: str
@@ -138,7 +147,7 @@ class PairCalibration:
                             encoder=self.encoder)
 
     def distance_calibration(self) -> Calibration:
-        """The distance rule as a plain :class:`~visage.verification.Calibration` (for ``verify``)."""
+        """The distance rule as a plain :class:`~visage.evaluation.verification.Calibration` (for ``verify``)."""
         return self.distance
 
     def to_dict(self) -> dict:
@@ -154,7 +163,7 @@ class PairCalibration:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "PairCalibration":
+    def load(cls, path: str | Path) -> PairCalibration:
         """Read a file written by :meth:`save`; raises VisageError naming the file otherwise."""
         try:
             data = json.loads(Path(path).read_text())
@@ -225,62 +234,20 @@ def calibration_report(a: np.ndarray, b: np.ndarray, same: np.ndarray, out_dir: 
         entry["ece"] = round(expected_calibration_error(probs[m], y), 6)
         report[m] = entry
     if out_dir is not None:
-        _plot(scores, probs, y, Path(out_dir), title)
+        _plot(scores, probs, y, Path(out_dir), title, fars)
     return report
 
 
-def _plot(scores: dict, probs: dict, y: np.ndarray, out: Path, title: str) -> None:
-    import matplotlib
+def _plot(scores: dict, probs: dict, y: np.ndarray, out: Path, title: str, fars=DEFAULT_FARS) -> None:
+    from .plots import plot_det_curves, plot_reliability, plot_roc
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.stats import norm
-
-    out.mkdir(parents=True, exist_ok=True)
     labels = {"abs": "logistic |f_i − f_j|", "chi2": "logistic χ²", "distance": "distance threshold"}
-    curves = {m: roc(scores[m], y) for m in METHODS}
-    floor = 0.5 / max((~y).sum(), 1)
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for m, (far, tar, _) in curves.items():
-        ax.step(np.maximum(far, floor), tar, where="post", label=labels[m])
-    ax.set(xscale="log", xlabel="false-accept rate", ylabel="true-accept rate", ylim=(0, 1.01),
-           title=f"ROC {title}".strip())
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5])
-    clip = lambda r: norm.ppf(np.clip(r, 5e-4, 1 - 1e-4))  # noqa: E731  (a rate of 0 sits at the edge)
-    for m, (far, tar, _) in curves.items():
-        ax.plot(clip(far), clip(1 - tar), label=labels[m])
-    ax.set_xticks(clip(ticks), [f"{t:g}" for t in ticks])
-    ax.set_yticks(clip(ticks), [f"{t:g}" for t in ticks])
-    ax.set(xlim=(clip(4e-4), clip(0.7)), ylim=(clip(4e-4), clip(0.7)),
-           xlabel="false-accept rate (normal deviate scale)", ylabel="false-reject rate",
-           title=f"DET {title}".strip())
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out / "det.png", dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    edges = np.linspace(0, 1, 11)
-    for m in METHODS:
-        which = np.clip(np.digitize(probs[m], edges) - 1, 0, 9)
-        xs = [probs[m][which == k].mean() for k in range(10) if (which == k).any()]
-        ys = [y[which == k].mean() for k in range(10) if (which == k).any()]
-        ax.plot(xs, ys, "o-", label=labels[m])
-    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
-    ax.set(xlabel="predicted P(same), out of fold", ylabel="observed fraction same", title="reliability")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=120)
-    plt.close(fig)
+    plot_roc({labels[m]: roc(scores[m], y)[:2] for m in METHODS}, out / "roc.png", title=f"ROC {title}".strip(),
+             floor=0.5 / max((~y).sum(), 1))
+    plot_det_curves({labels[m]: det_points(scores[m][y], scores[m][~y]) for m in METHODS}, out / "det.png",
+                    xlabel="false-accept rate (%)", ylabel=f"false-reject rate (%)  [n={int(y.sum())} same-person pairs]",
+                    title=f"DET {title}".strip(), marks=fars)
+    plot_reliability({labels[m]: probs[m] for m in METHODS}, y, out / "reliability.png")
 
 
 @dataclass(frozen=True)
@@ -295,48 +262,47 @@ class PairEmbeddings:
     #: (img_a, img_b) paths of the kept pairs, in order.
     keys: list
 
-    def subset(self, keys: set) -> "PairEmbeddings":
+    def subset(self, keys: set) -> PairEmbeddings:
         """Only the pairs whose (img_a, img_b) is in ``keys``."""
         mask = np.array([k in keys for k in self.keys], bool)
         return PairEmbeddings(self.a[mask], self.b[mask], self.same[mask], self.dropped + int((~mask).sum()),
                               self.encoder, [k for k, m in zip(self.keys, mask) if m])
 
 
-def embed_pairs(tsv: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = "hog", progress: bool = True
+def embed_pairs(tsv: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR, progress: bool = True
                 ) -> PairEmbeddings:
-    """Encode the photos of ``tsv`` (img_a, img_b, same) once each, through the face cache.
+    """Encode the photos of ``tsv`` (img_a, img_b, same) once each.
 
     ``encoder`` is a registered name or a trained ``.pt`` model. Pairs where either photo has no
     face are dropped (and counted).
     """
-    from .encoders import ENCODERS, get_encoder
-    from .pairs import load_pairs
-    from .train.data import encode_images
+    from ..encoders import ENCODERS, get_encoder
+    from .pairs import encode_pair_images, load_pairs
 
     pairs = load_pairs(tsv)
-    vectors = encode_images([p.a for p in pairs] + [p.b for p in pairs], encoder, detector, progress)
-    kept = [p for p in pairs if vectors[p.a] is not None and vectors[p.b] is not None]
+    vectors = encode_pair_images(pairs, encoder, detector, progress=progress)
+    found = {path: v for path, v in vectors.items() if v is not None}
+    kept = [p for p in pairs if p.a in found and p.b in found]
     if not kept:
         raise VisageError(f"{tsv}: no pair with a face in both photos")
     name = get_encoder(encoder).name if encoder in ENCODERS else Path(encoder).name
-    return PairEmbeddings(np.stack([vectors[p.a] for p in kept]), np.stack([vectors[p.b] for p in kept]),
+    return PairEmbeddings(np.stack([found[p.a] for p in kept]), np.stack([found[p.b] for p in kept]),
                           np.array([p.same for p in kept]), len(pairs) - len(kept), name,
                           [(p.a, p.b) for p in kept])
 
 
-def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = "hog",
+def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
                     target_far: float = 1e-2, method: str = "abs", folds: int = 10, progress: bool = True
                     ) -> PairCalibration:
     """Everything ``visage calibrate`` does: fit on ``tsv``, write the report and the calibration.
 
     Writes ``calibration.json`` (:class:`PairCalibration`), ``distance_calibration.json`` (a plain
-    :class:`~visage.verification.Calibration`), ``report.json`` and the ROC, DET and reliability
+    :class:`~visage.evaluation.verification.Calibration`), ``report.json`` and the ROC, DET and reliability
     PNGs into ``out_dir``. Returns the fitted :class:`PairCalibration` (with its report).
     """
     data = embed_pairs(tsv, encoder, detector, progress)
     out = Path(out_dir)
-    source = (f"{len(data.same)} pairs ({int(data.same.sum())} same, {int((~data.same).sum())} different) "
-              f"of {Path(tsv).name}")
+    source = pairs_source(data.same, tsv)
     cal = fit_pair_calibration(data.a, data.b, data.same, data.encoder, target_far, method, source)
     cal.report = {"pairs_file": str(tsv), "encoder": data.encoder, "pairs_without_face": data.dropped,
                   "target_far": target_far, "distance_threshold": cal.distance.threshold,
@@ -348,7 +314,7 @@ def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = DEFAULT
     return cal
 
 
-def evaluate_encoders(tsv: str | Path, encoders: list[str], detector: str = "hog", folds: int = 10,
+def evaluate_encoders(tsv: str | Path, encoders: list[str], detector: str = DEFAULT_DETECTOR, folds: int = 10,
                       fars=DEFAULT_FARS, progress: bool = True) -> dict:
     """LFW protocol per encoder, side by side: 10-fold accuracy, AUC, EER and TAR@FAR on distances.
 
@@ -369,6 +335,32 @@ def evaluate_encoders(tsv: str | Path, encoders: list[str], detector: str = "hog
     some = next(iter(embedded.values()))
     return {"pairs_file": str(tsv), "pairs": len(common), "pairs_without_face": some.dropped + len(some.keys) - len(common),
             "folds": folds, "encoders": results}
+
+
+def pairs_source(same: np.ndarray, tsv: str | Path) -> str:
+    """The ``source`` of a calibration fitted on pairs of ``tsv``: "N pairs (S same, D different) of NAME"."""
+    same = np.asarray(same, bool)
+    return f"{len(same)} pairs ({int(same.sum())} same, {int((~same).sum())} different) of {Path(tsv).name}"
+
+
+def update_calibration_table(calibration: Calibration, table: str | Path) -> dict:
+    """Write ``calibration`` as its encoder's entry of the calibration table at ``table``; returns the entry.
+
+    The table is the JSON that :func:`~visage.evaluation.verification.default_calibration` reads
+    (encoder name → fields). The open-set threshold (``identify_threshold``, ``identify_source``)
+    is chosen elsewhere (``bench/bench_gallery_accuracy.py``), so an existing one is kept. The file
+    is replaced at once: readers never see a half-written table.
+    """
+    table = Path(table)
+    entries = json.loads(table.read_text())
+    name = calibration.encoder
+    kept = {k: entries.get(name, {}).get(k) for k in ("identify_threshold", "identify_source")}
+    entries[name] = {k: v for k, v in vars(calibration).items() if k != "encoder" and v not in (None, "")}
+    entries[name].update({k: v for k, v in kept.items() if v})
+    tmp = table.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=2) + "\n")
+    tmp.replace(table)
+    return entries[name]
 
 
 def _need_both(y: np.ndarray) -> None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from .api import encode_batch
-from .encoders import DEFAULT_ENCODER
-from .errors import VisageError
+from ..config import DEFAULT_DETECTOR
+from ..encoders import DEFAULT_ENCODER
+from ..errors import VisageError
+from ..pipeline import encode_many
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,21 @@ def load_pairs(tsv: str | Path) -> list[Pair]:
             for r in rows]
 
 
-def encode_pair_images(pairs: list[Pair], encoder: str = DEFAULT_ENCODER, detector: str = "hog",
-                       batch: int = 16) -> dict[Path, np.ndarray | None]:
-    """The largest face's encoding for every distinct image in ``pairs`` (None where no face)."""
+def encode_pair_images(pairs: list[Pair], encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
+                       batch: int = 16, progress: bool = True) -> dict[Path, np.ndarray | None]:
+    """The largest face's encoding for every distinct image in ``pairs`` (None where no face or unreadable).
+
+    ``encoder`` is a registered name or a trained ``.pt`` model.
+    """
     paths = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    out: dict[Path, np.ndarray | None] = {}
-    for start in tqdm(range(0, len(paths), batch), desc="encoding", unit="batch", leave=False):
-        chunk = paths[start:start + batch]
-        for path, found in zip(chunk, encode_batch(chunk, which="largest", detector=detector, encoder=encoder)):
-            out[path] = found[0].encoding if found else None
-    return out
+    encoded = encode_many(paths, which="largest", detector=detector, encoder=encoder, batch_size=batch,
+                          progress=progress)
+    return {path: photo.encodings[0].encoding if photo.ok else None for path, photo in zip(paths, encoded)}
 
 
 def pair_distances(pairs: list[Pair], encodings: dict[Path, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
     """Distances and labels of the pairs whose two images both have a face."""
-    kept = [p for p in pairs if encodings.get(p.a) is not None and encodings.get(p.b) is not None]
-    distances = np.array([np.linalg.norm(encodings[p.a] - encodings[p.b]) for p in kept], dtype=np.float64)
+    found = {path: e for path, e in encodings.items() if e is not None}
+    kept = [p for p in pairs if p.a in found and p.b in found]
+    distances = np.array([np.linalg.norm(found[p.a] - found[p.b]) for p in kept], dtype=np.float64)
     return distances, np.array([p.same for p in kept], dtype=bool)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VisageError
+from ..errors import VisageError
+from .metrics import accepted
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Calibration:
         Path(path).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Calibration":
+    def load(cls, path: str | Path) -> Calibration:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as exc:
@@ -86,7 +87,7 @@ def decide(a: np.ndarray, b: np.ndarray, calibration: Calibration, threshold: fl
     """Compare two embeddings under ``calibration`` (or an explicit ``threshold``)."""
     d = distance(a, b)
     t = calibration.threshold if threshold is None else float(threshold)
-    return Verification(distance=d, threshold=t, same=d <= t, probability=calibration.probability(d),
+    return Verification(distance=d, threshold=t, same=d <= t, probability=float(calibration.probability(d)),
                         encoder=calibration.encoder)
 
 
@@ -96,7 +97,9 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> float:
     same = np.asarray(same, bool)
     order = np.sort(np.unique(distances))
     candidates = np.concatenate([[order[0] - 1e-6], (order[:-1] + order[1:]) / 2, [order[-1] + 1e-6]])
-    errors = np.array([np.sum((distances <= t) != same) for t in candidates])
+    # Errors at each candidate: same-person pairs refused plus different-person pairs accepted
+    # (accepted means distance <= t, that is score -distance >= -t).
+    errors = (same.sum() - accepted(-distances[same], -candidates)) + accepted(-distances[~same], -candidates)
     best = np.flatnonzero(errors == errors.min())
     # Middle of the widest run of equally good thresholds: the largest margin on both sides.
     runs = np.split(best, np.flatnonzero(np.diff(best) != 1) + 1)
