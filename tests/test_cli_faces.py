@@ -75,7 +75,7 @@ def test_encode_json(capsys, photos):
     code, out, _ = run(capsys, "encode", photos["obama"], "--json")
     result = json.loads(out)
     assert code == 0 and len(result["faces"]) == 1
-    assert len(result["faces"][0]["encoding"]) == 128 and result["faces"][0]["encoder"] == "dlib-resnet-v1"
+    assert len(result["faces"][0]["encoding"]) == 128 and result["faces"][0]["embedding"] == "dlib-resnet-v1"
     code, _, err = run(capsys, "encode", photos["group"], "--which", "one")
     assert code == 2 and "expected exactly one face" in err
 

@@ -16,6 +16,7 @@ import pytest
 
 import visage
 from visage.cli import main as cli
+from visage.config import DEFAULT_ENCODER
 from visage.errors import GalleryError
 from visage.gallery import ExactIndex, FaceRecord, Gallery, IvfIndex
 from visage.evaluation.verification import default_calibration
@@ -329,7 +330,7 @@ def test_cli_switches_backend_by_location_only(shared_data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["faces"][0]["name"] == "Powell"
     assert cli(["gallery", "info", "--json", *gallery]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["encoder"] == "dlib-resnet-v1" and info["faces"] == 1
+    assert info["encoder"] == DEFAULT_ENCODER and info["faces"] == 1
     assert cli(["gallery", "audit", "--json", *gallery]) == 0
     assert json.loads(capsys.readouterr().out)[0]["operation"] == "identify"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from visage.config import DEFAULT_ENCODER
+from visage.encoders import get_encoder
 from visage.evaluation.pairs import encode_pair_images, load_pairs, pair_distances
 from visage.evaluation.verification import (Calibration, accuracy, best_threshold, cross_validated_accuracy,
                                             decide, default_calibration, fit_calibration)
@@ -52,8 +54,10 @@ def dev_pairs(shared_data):
 def test_dev_pairs_fall_on_the_right_side_of_the_default_threshold(dev_pairs):
     pairs, (distances, same) = dev_pairs
     assert len(same) == len(pairs) == 708  # a face is found in every photo
-    threshold = default_calibration("dlib-resnet-v1").threshold
+    # The default (dlib+facenet) threshold was fitted on other photos (scripts/fit_calibration.py):
+    # on these pairs it made 2 errors (both same-person pairs refused) and 10-fold CV 2 as well.
+    threshold = default_calibration(get_encoder(DEFAULT_ENCODER).name).threshold
     assert np.mean(distances[same] <= threshold) >= 0.99
     assert np.mean(distances[~same] > threshold) >= 0.99
-    assert accuracy(distances, same, threshold) >= 0.996
-    assert cross_validated_accuracy(distances, same) >= 0.99
+    assert np.sum((distances <= threshold) != same) <= 3  # face_recognition makes 6 at its 0.6
+    assert cross_validated_accuracy(distances, same) >= 0.997

@@ -30,8 +30,19 @@ from .errors import VisageError
 
 #: The face detector used when none is named: dlib's HOG detector (fast on a CPU).
 DEFAULT_DETECTOR = "hog"
-#: dlib's ResNet run by PyTorch: dlib's numbers (to 1e-6), several times faster, batched.
-DEFAULT_ENCODER = "dlib-torch"
+#: Lowest detection score kept, per detector (their scores are on different scales). Measured on
+#: the dev set (the 114 photos of faces/ and the 9 group photos of detection/, every detection
+#: looked at) and on skimage's astronaut, whose mission patch HOG takes for a face: HOG scores that
+#: false face 0.062 and its weakest true face 0.260 (lfw Arnold_Schwarzenegger_0008), so its floor
+#: sits in the gap, a little nearer the false face. MMOD and MTCNN find no false face there, so
+#: their floors are their own cut-offs, dlib's 0 and O-Net's 0.7; their weakest true faces scored
+#: 0.229 (facerec_obama_partial_face2) and 0.863 (lfw Colin_Powell_0010, a face in the background).
+DEFAULT_MIN_SCORE = {"hog": 0.15, "mmod": 0.0, "mtcnn": 0.7}
+#: dlib's ResNet and FaceNet fused (``visage.encoders.fused``): fewer errors than either alone.
+DEFAULT_ENCODER = "dlib+facenet"
+#: The encoder ``visage train`` starts from: one network to fine-tune or to put a head on.
+#: dlib's ResNet run by PyTorch: dlib's numbers (to 1e-6), batched; also the fast choice elsewhere.
+DEFAULT_TRAIN_ENCODER = "dlib-torch"
 
 HOME_ENV = "VISAGE_HOME"
 MAX_PIXELS_ENV = "VISAGE_MAX_PIXELS"

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from .api import detect, verify
+from .config import DEFAULT_DETECTOR
 from .draw import save_drawing
 from .evaluation.verification import Verification
 from .faces.types import Face
@@ -39,12 +40,19 @@ def _sample_photos(data: Path | None) -> tuple[Image, list[tuple[Image, Image]]]
     return astronaut, [(astronaut, load_image(relit, name="astronaut, darker and smaller"))]
 
 
-def run_demo(out_dir: str | Path = "visage-demo", data: str | Path | None = None) -> DemoResult:
-    """Detect and draw the faces of a sample photo into ``out_dir``, and verify sample pairs."""
+def run_demo(out_dir: str | Path = "visage-demo", data: str | Path | None = None, *,
+             detector: str = DEFAULT_DETECTOR, min_face_size: float | None = None,
+             min_score: float | None = None) -> DemoResult:
+    """Detect and draw the faces of a sample photo into ``out_dir``, and verify sample pairs.
+
+    ``detector``, ``min_face_size`` and ``min_score`` are :func:`visage.detect`'s. Returns the
+    photo, its faces, the drawing's path and each pair's :class:`Verification`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     photo, pairs = _sample_photos(Path(data) if data else None)
-    faces = detect(photo)
+    faces = detect(photo, detector=detector, min_face_size=min_face_size, min_score=min_score)
     drawing = save_drawing(photo, faces, out / "detections.png")
-    verifications = [(a.name, b.name, verify(a, b)) for a, b in pairs]
+    verifications = [(a.name, b.name, verify(a, b, detector=detector, min_face_size=min_face_size,
+                                             min_score=min_score)) for a, b in pairs]
     return DemoResult(photo, faces, drawing, verifications)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..demo import run_demo
+from .faces import add_detector_options
 
 
 def register(sub) -> None:
@@ -12,15 +13,16 @@ def register(sub) -> None:
     p.add_argument("-o", "--out", default="visage-demo", help="folder for the pictures (default: visage-demo)")
     p.add_argument("--data", default="../shared/data",
                    help="dev-set folder to take photos from, when present (default: ../shared/data)")
+    add_detector_options(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     data = Path(args.data) if Path(args.data).is_dir() else None
-    result = run_demo(args.out, data)
+    result = run_demo(args.out, data, detector=args.detector, min_face_size=args.min_face, min_score=args.min_score)
     print(f"Detection on {result.photo.name} ({result.photo.width}×{result.photo.height}): "
           f"{len(result.faces)} face(s)")
-    for i, face in enumerate(result.faces):
+    for i, face in enumerate(result.faces, 1):
         b = face.box
         print(f"  face #{i}: box ({b.left}, {b.top}) – ({b.right}, {b.bottom}), score {face.score:.2f}")
     print(f"  drawn on the photo: {result.drawing}")

@@ -1,6 +1,7 @@
 """Gallery commands: ``enroll``, ``identify``, ``people``, ``gallery`` and ``cluster``.
 
-Argument parsing and printing only; the work is done by :class:`visage.gallery.Gallery`.
+Argument parsing and printing only; the work is done by :class:`visage.gallery.Gallery`, which
+also decides which encoder a gallery uses when ``--encoder`` is left out (the one that filled it).
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ import json
 import sys
 from pathlib import Path
 
-from ..encoders import DEFAULT_ENCODER, ENCODERS
+from ..encoders import DEFAULT_ENCODER
 from ..errors import GalleryError
+from .faces import add_calibration_option, add_encoder_option
 
 
-def _common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, json_flag: bool = True, of_gallery: bool = True) -> None:
+    """``--gallery``, ``--encoder`` and ``--json``; ``of_gallery``: the encoder defaults to the gallery's own."""
     p.add_argument("--gallery", metavar="FILE", default=None,
                    help="gallery file, or milvus-lite:PATH / milvus://HOST:PORT "
                         "(default $VISAGE_HOME/gallery.db, else ~/.local/share/visage/gallery.db)")
-    p.add_argument("--encoder", choices=sorted(ENCODERS), default=DEFAULT_ENCODER,
-                   help=f"face encoder (default {DEFAULT_ENCODER}); a gallery holds one encoder's encodings")
+    if of_gallery:
+        add_encoder_option(p, default=None, default_help=f"the one that filled the gallery; {DEFAULT_ENCODER} "
+                                                         "for a new one. A gallery holds one encoder's encodings")
+    else:
+        add_encoder_option(p)
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -48,6 +54,7 @@ def register(sub) -> None:
     p.add_argument("--require-live", action="store_true",
                    help="refuse (exit 4) unless the photo passes the liveness check, before any matching")
     _common(p)
+    add_calibration_option(p)
     p.set_defaults(run=run_identify)
 
     p = sub.add_parser("people", help="list, show, rename or remove enrolled people")
@@ -90,7 +97,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="OUT", default=None, help="report folder (default DIR/visage-clusters)")
     p.add_argument("--threshold", type=float, help="linkage distance (default: the encoder's calibration)")
     p.add_argument("--min-size", type=int, default=1, help="hide clusters smaller than this in the report")
-    _common(p)
+    _common(p, of_gallery=False)
+    add_calibration_option(p)
     p.set_defaults(run=run_cluster)
 
 
@@ -98,17 +106,18 @@ def _open(args, create: bool = False):
     """The gallery named by ``--gallery``; only commands that add people may start a new one."""
     from ..gallery import Gallery
 
-    return Gallery(args.gallery, encoder=args.encoder, create=create)
+    return Gallery(args.gallery, encoder=args.encoder, calibration=getattr(args, "calibration", None),
+                   create=create)
 
 
-def _print_report(report, as_json: bool) -> None:
+def _print_report(report, as_json: bool, encoder: str | None) -> None:
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "encoder": encoder}, indent=2))
         return
     for photo, reason in report.skipped:
         print(f"skipped {photo}: {reason}")
     print(f"enrolled {report.faces_added} face(s) for {len(report.added)} person(s); "
-          f"skipped {len(report.skipped)} photo(s)")
+          f"skipped {len(report.skipped)} photo(s); encoder {encoder}")
 
 
 def run_enroll(args) -> int:
@@ -131,7 +140,8 @@ def run_enroll(args) -> int:
             if not args.photos:
                 raise GalleryError(f"no photos given for {args.name}")
             report = gallery.enroll(args.name, args.photos)
-    _print_report(report, args.json)
+        encoder = gallery.stored_encoder_key
+    _print_report(report, args.json, encoder)
     return 0 if report.faces_added or not report.skipped else 1
 
 
@@ -155,10 +165,12 @@ def run_identify(args) -> int:
         else:
             results = gallery.identify(args.photo, top=args.top, threshold=args.threshold,
                                        match=args.match or DEFAULT_MATCH, require_live=args.require_live)
+        encoder, embedding = gallery.encoder_key, gallery.encoder.name
     if args.json:
-        print(json.dumps({"photo": args.photo, "faces": [r.to_dict() for r in results]}, indent=2))
+        print(json.dumps({"photo": args.photo, "encoder": encoder, "embedding": embedding,
+                          "faces": [r.to_dict() for r in results]}, indent=2))
     else:
-        print(f"{args.photo}: {len(results)} face(s)")
+        print(f"{args.photo}: {len(results)} face(s), encoder {encoder}")
         for i, r in enumerate(results, 1):
             b = r.box
             where = f"({b.left},{b.top})-({b.right},{b.bottom})" if b else ""
@@ -208,12 +220,12 @@ def run_gallery(args) -> int:
             _say(args, {"exported": n, "file": args.file}, f"exported {n} face(s) to {args.file}")
         elif args.action == "import":
             report = gallery.import_file(args.file)
-            _print_report(report, args.json)
+            _print_report(report, args.json, gallery.stored_encoder_key)
         elif args.action == "info":
             bound = gallery.store.encoder()
             people = gallery.people()
-            info = {"location": gallery.location, "encoder": bound[0] if bound else None,
-                    "dim": bound[1] if bound else None, "people": len(people),
+            info = {"location": gallery.location, "encoder": gallery.stored_encoder_key,
+                    "embedding": bound[0] if bound else None, "dim": bound[1] if bound else None, "people": len(people),
                     "faces": sum(p.faces for p in people)}
             _say(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
         elif args.action == "audit":
@@ -234,10 +246,12 @@ def run_cluster(args) -> int:
 
     folder = Path(args.folder)
     out = Path(args.out) if args.out else folder / "visage-clusters"
-    result = cluster_folder(folder, encoder=args.encoder, threshold=args.threshold, progress=not args.json)
+    result = cluster_folder(folder, encoder=args.encoder, threshold=args.threshold, calibration=args.calibration,
+                            progress=not args.json)
     paths = write_report(result, out, min_size=args.min_size)
     if args.json:
-        print(json.dumps({"clusters": len(result.clusters), "faces": result.face_count,
+        print(json.dumps({"clusters": len(result.clusters), "faces": result.face_count, "encoder": args.encoder,
+                          "embedding": result.encoder, "threshold": result.threshold,
                           "skipped": [{"photo": p, "reason": r} for p, r in result.skipped],
                           "files": {k: str(v) for k, v in paths.items()}}, indent=2))
     else:
@@ -245,7 +259,7 @@ def run_cluster(args) -> int:
             print(f"skipped {photo}: {reason}", file=sys.stderr)
         sizes = ", ".join(str(len(c.members)) for c in result.clusters[:12])
         print(f"{result.face_count} face(s) in {len(result.clusters)} cluster(s) (sizes {sizes}"
-              f"{', ...' if len(result.clusters) > 12 else ''})")
+              f"{', ...' if len(result.clusters) > 12 else ''}); encoder {args.encoder}, threshold {result.threshold:.4f}")
         for k, v in paths.items():
             print(f"{k}: {v}")
     return 0

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 
+from ..config import DEFAULT_ENCODER
+from .faces import add_calibration_option, add_encoder_option
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the REST API and web page (FastAPI under uvicorn)",
@@ -18,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--gallery", metavar="FILE", default=None,
                    help="gallery file, as `visage enroll` takes it (default $VISAGE_HOME/gallery.db, "
                         "else ~/.local/share/visage/gallery.db)")
+    add_encoder_option(p, default=None, default_help=f"the one that filled the gallery; {DEFAULT_ENCODER} for a "
+                                                     "new one. Every endpoint encodes with it")
+    add_calibration_option(p)
     p.add_argument("--state", metavar="FILE", default=None,
                    help="API keys and audit log (default: server.db beside the gallery)")
     p.add_argument("--cors", metavar="ORIGIN", action="append", default=None,
@@ -38,7 +44,8 @@ def settings_from(args):
     from ..server.settings import ServerSettings
 
     given = {"host": args.host, "port": args.port, "gallery": args.gallery, "state": args.state,
-             "cors_origins": args.cors, "workers": args.workers}
+             "cors_origins": args.cors, "workers": args.workers, "encoder": args.encoder,
+             "calibration": args.calibration}
     return ServerSettings(**{k: v for k, v in given.items() if v is not None})
 
 

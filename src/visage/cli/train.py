@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
+from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, DEFAULT_TRAIN_ENCODER
 
 
 def register(sub) -> None:
@@ -16,7 +16,8 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=["head", "finetune", "conv"],
                    help="head: projection on frozen encodings (default for photos); finetune: the encoder's "
                    "own network; conv: a small ConvNd from scratch (default for .npy)")
-    p.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"face encoder for photos (default: {DEFAULT_ENCODER})")
+    p.add_argument("--encoder", default=DEFAULT_TRAIN_ENCODER,
+                   help=f"face encoder to start from (default: {DEFAULT_TRAIN_ENCODER})")
     p.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector for photos (default: {DEFAULT_DETECTOR})")
     p.add_argument("--miner", choices=["all", "hard", "semihard"], default="semihard",
                    help="online triplet mining (default: semihard, as FaceNet)")
@@ -98,7 +99,7 @@ def run_calibrate(args) -> int:
     if args.json:
         print(json.dumps(cal.report, indent=2))
         return 0
-    print(f"{cal.encoder}: distance threshold {cal.distance.threshold:.4f} for FAR <= {args.far:g}")
+    print(f"{args.encoder} ({cal.encoder}): distance threshold {cal.distance.threshold:.4f} for FAR <= {args.far:g}")
     _table(dict(cal.report["methods"]), ["accuracy", "auc", "eer", "tar@far=0.01",
                                                                 "tar@far=0.001", "ece"])
     print(f"wrote {Path(args.output) / 'calibration.json'}, report.json, roc.png, det.png, reliability.png")

@@ -1,6 +1,6 @@
 """Face encoders behind one interface (:class:`visage.encoders.base.Encoder`), and their registry.
 
-``get_encoder`` takes a registered name (``dlib``, ``facenet``, ``dlib-torch``) or the path of a
+``get_encoder`` takes a registered name (``dlib``, ``facenet``, ``dlib-torch``, ``dlib+facenet``) or the path of a
 model trained by ``visage train`` (a ``.pt`` file), so every stage that encodes accepts both.
 """
 
@@ -21,6 +21,7 @@ ENCODERS = {
     "dlib": "visage.encoders.dlib_resnet:DlibResNetEncoder",
     "facenet": "visage.encoders.facenet:FaceNetEncoder",
     "dlib-torch": "visage.encoders.dlib_torch:DlibTorchEncoder",
+    "dlib+facenet": "visage.encoders.fused:DlibFaceNetEncoder",
 }
 #: Loads a trained model file as an Encoder ("module:function"; the trainer's format, read on first use).
 TRAINED_LOADER = "visage.train.trained:load_trained_encoder"

@@ -18,6 +18,8 @@ class Encoder(Protocol):
     name: str
     #: Length of one embedding.
     dim: int
+    #: Side of one aligned chip, in pixels.
+    chip_size: int
 
     def chips(self, image: Image, faces: list[Face]) -> np.ndarray:
         """Aligned crops for ``faces``: (N, size, size, 3) uint8 RGB, in the encoder's own geometry."""

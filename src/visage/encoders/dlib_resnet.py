@@ -20,6 +20,7 @@ class DlibResNetEncoder:
 
     name = "dlib-resnet-v1"
     dim = 128
+    chip_size = CHIP_SIZE
 
     def __init__(self):
         import dlib

@@ -24,6 +24,7 @@ class DlibTorchEncoder:
 
     name = "dlib-resnet-v1"
     dim = 128
+    chip_size = CHIP_SIZE
 
     def __init__(self, batch_size: int = DEFAULT_BATCH_SIZE):
         self.batch_size = batch_size

@@ -10,14 +10,18 @@ Three ways to decide on a pair (f_i, f_j), each fitted on labelled pairs:
   rate, and a logistic curve P(same | distance) (a :class:`visage.evaluation.verification.Calibration`).
 
 :func:`fit_pair_calibration` fits all three and :class:`PairCalibration` (JSON on disk) applies
-them. :func:`calibration_report` measures them out of fold (ROC and DET curves as PNG, EER, TAR at
-FAR 1e-2 and 1e-3, reliability) and :func:`evaluate_encoders` compares encoders on the LFW protocol.
+them. Commands that decide (``verify``, ``identify``, ``cluster``, ``serve``) take such a file with
+``--calibration`` and use its distance rule: :func:`calibration_for` is the one rule that picks the
+calibration of an encoder and refuses one fitted for another. :func:`calibration_report` measures
+them out of fold (ROC and DET curves as PNG, EER, TAR at FAR 1e-2 and 1e-3, reliability) and
+:func:`evaluate_encoders` compares encoders on the LFW protocol.
 :func:`update_calibration_table` writes one encoder's shipped default (``scripts/fit_calibration.py``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import numpy as np
 
 from ..config import DEFAULT_DETECTOR
 from ..encoders import DEFAULT_ENCODER
-from ..errors import VisageError
+from ..errors import InvalidArgument, VisageError
 from .metrics import (
     DEFAULT_FARS,
     det_points,
@@ -34,7 +38,16 @@ from .metrics import (
     roc,
     verification_report,
 )
-from .verification import Calibration, Verification, best_threshold, cross_validated_accuracy, fit_calibration
+from .verification import (
+    Calibration,
+    Verification,
+    best_threshold,
+    check_calibration,
+    cross_validated_accuracy,
+    default_calibration,
+    fit_calibration,
+    shipped_calibrations,
+)
 
 FEATURES = ("abs", "chi2")
 METHODS = ("abs", "chi2", "distance")
@@ -144,7 +157,7 @@ class PairCalibration:
         p = float(self.probability(a, b, method)[0])
         same = d <= self.distance.threshold if method == "distance" else p >= 0.5
         return Verification(distance=d, threshold=self.distance.threshold, same=bool(same), probability=p,
-                            encoder=self.encoder)
+                            encoder=self.distance.encoder_key or self.encoder, embedding=self.encoder)
 
     def distance_calibration(self) -> Calibration:
         """The distance rule as a plain :class:`~visage.evaluation.verification.Calibration` (for ``verify``)."""
@@ -181,9 +194,62 @@ def load_pair_calibration(path: str | Path) -> PairCalibration:
     return PairCalibration.load(path)
 
 
+#: What a command that decides accepts as its calibration: a fitted object, or a file holding one.
+CalibrationSource = Calibration | PairCalibration | str | os.PathLike
+
+
+def load_calibration(path: str | os.PathLike) -> Calibration:
+    """The distance rule saved at ``path``: the folder ``visage calibrate -o DIR`` wrote, its
+    ``calibration.json`` (:class:`PairCalibration`) or its ``distance_calibration.json`` (a plain
+    :class:`~visage.evaluation.verification.Calibration`). Raises VisageError naming the file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / "calibration.json"
+    if not path.is_file():
+        raise InvalidArgument(f"{path}: no such calibration file; `visage calibrate PAIRS.tsv -o DIR` writes "
+                              "DIR/calibration.json")
+    try:
+        kind = json.loads(path.read_text()).get("format")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise VisageError(f"{path}: not a visage calibration file ({exc}); give the calibration.json that "
+                          "`visage calibrate PAIRS.tsv -o DIR` writes") from None
+    return PairCalibration.load(path).distance if kind == FORMAT else Calibration.load(path)
+
+
+def calibration_for(encoder: str | os.PathLike, embedding: str, calibration: CalibrationSource | None = None
+                    ) -> Calibration:
+    """The distance rule (threshold, open-set threshold, P(same)) that decides for ``encoder``.
+
+    ``encoder`` is the encoder as its user named it (``dlib+facenet``, ``model.pt``) and
+    ``embedding`` its embedding space (the encoder's ``.name``). ``calibration`` is a
+    :class:`~visage.evaluation.verification.Calibration`, a :class:`PairCalibration` (its distance
+    rule) or a file :func:`load_calibration` reads; None takes the calibration shipped for that
+    space. Returns the calibration; one fitted for another encoder raises
+    :class:`~visage.errors.InvalidArgument`, and an encoder without a shipped one (a trained model)
+    raises :class:`~visage.errors.InvalidArgument` saying how to fit one.
+    """
+    if calibration is None:
+        if embedding not in shipped_calibrations():
+            raise InvalidArgument(f"no calibration ships for encoder {encoder} ({embedding}): fit one on labelled "
+                                  f"pairs with `visage calibrate PAIRS.tsv --encoder {encoder} -o DIR` and pass "
+                                  "--calibration DIR/calibration.json")
+        return default_calibration(embedding)
+    source = ""
+    if isinstance(calibration, PairCalibration):
+        calibration = calibration.distance
+    elif not isinstance(calibration, Calibration):
+        source = str(calibration)
+        calibration = load_calibration(calibration)
+    return check_calibration(calibration, embedding, str(encoder), source)
+
+
 def fit_pair_calibration(a: np.ndarray, b: np.ndarray, same: np.ndarray, encoder: str, target_far: float = 1e-2,
-                         method: str = "abs", source: str = "") -> PairCalibration:
-    """Fit the ``abs`` and ``chi2`` heads and the distance rule at ``target_far`` on all given pairs."""
+                         method: str = "abs", source: str = "", encoder_key: str = "") -> PairCalibration:
+    """Fit the ``abs`` and ``chi2`` heads and the distance rule at ``target_far`` on all given pairs.
+
+    ``encoder`` is the embedding space (the encoder's ``.name``); ``encoder_key`` the encoder as its
+    user named it, kept for messages. Returns the :class:`PairCalibration`.
+    """
     if method not in METHODS:
         raise VisageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     y = np.asarray(same, bool)
@@ -192,7 +258,8 @@ def fit_pair_calibration(a: np.ndarray, b: np.ndarray, same: np.ndarray, encoder
     curve = fit_calibration(d, y, encoder, source)
     distance = Calibration(encoder=encoder, threshold=round(distance_threshold_at_far(d, y, target_far), 6),
                            slope=curve.slope, intercept=curve.intercept,
-                           source=f"{source}; threshold for FAR <= {target_far:g}".lstrip("; "))
+                           source=f"{source}; threshold for FAR <= {target_far:g}".lstrip("; "),
+                           encoder_key=encoder_key)
     heads = {f: fit_pair_head(a, b, y, f) for f in FEATURES}
     return PairCalibration(encoder, heads, distance, target_far, method)
 
@@ -258,15 +325,18 @@ class PairEmbeddings:
     b: np.ndarray
     same: np.ndarray
     dropped: int
+    #: The embedding space (the encoder's ``.name``).
     encoder: str
     #: (img_a, img_b) paths of the kept pairs, in order.
     keys: list
+    #: The encoder as its user named it (a registry key or a model file).
+    encoder_key: str = ""
 
     def subset(self, keys: set) -> PairEmbeddings:
         """Only the pairs whose (img_a, img_b) is in ``keys``."""
         mask = np.array([k in keys for k in self.keys], bool)
         return PairEmbeddings(self.a[mask], self.b[mask], self.same[mask], self.dropped + int((~mask).sum()),
-                              self.encoder, [k for k, m in zip(self.keys, mask) if m])
+                              self.encoder, [k for k, m in zip(self.keys, mask) if m], self.encoder_key)
 
 
 def embed_pairs(tsv: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR, progress: bool = True
@@ -276,7 +346,7 @@ def embed_pairs(tsv: str | Path, encoder: str = DEFAULT_ENCODER, detector: str =
     ``encoder`` is a registered name or a trained ``.pt`` model. Pairs where either photo has no
     face are dropped (and counted).
     """
-    from ..encoders import ENCODERS, get_encoder
+    from ..encoders import get_encoder
     from .pairs import encode_pair_images, load_pairs
 
     pairs = load_pairs(tsv)
@@ -285,10 +355,12 @@ def embed_pairs(tsv: str | Path, encoder: str = DEFAULT_ENCODER, detector: str =
     kept = [p for p in pairs if p.a in found and p.b in found]
     if not kept:
         raise VisageError(f"{tsv}: no pair with a face in both photos")
-    name = get_encoder(encoder).name if encoder in ENCODERS else Path(encoder).name
+    # The embedding space's name, which a trained model's carries its weights' digest in: a
+    # calibration fitted here is then accepted for that model only.
+    name = get_encoder(encoder).name
     return PairEmbeddings(np.stack([found[p.a] for p in kept]), np.stack([found[p.b] for p in kept]),
                           np.array([p.same for p in kept]), len(pairs) - len(kept), name,
-                          [(p.a, p.b) for p in kept])
+                          [(p.a, p.b) for p in kept], str(encoder))
 
 
 def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
@@ -303,8 +375,9 @@ def calibrate_pairs(tsv: str | Path, out_dir: str | Path, encoder: str = DEFAULT
     data = embed_pairs(tsv, encoder, detector, progress)
     out = Path(out_dir)
     source = pairs_source(data.same, tsv)
-    cal = fit_pair_calibration(data.a, data.b, data.same, data.encoder, target_far, method, source)
-    cal.report = {"pairs_file": str(tsv), "encoder": data.encoder, "pairs_without_face": data.dropped,
+    cal = fit_pair_calibration(data.a, data.b, data.same, data.encoder, target_far, method, source, data.encoder_key)
+    cal.report = {"pairs_file": str(tsv), "encoder": data.encoder_key, "embedding": data.encoder,
+                  "pairs_without_face": data.dropped,
                   "target_far": target_far, "distance_threshold": cal.distance.threshold,
                   "evaluation": f"{folds}-fold stratified, out of fold",
                   "methods": calibration_report(data.a, data.b, data.same, out, folds, title=f"({data.encoder})")}
@@ -355,7 +428,8 @@ def update_calibration_table(calibration: Calibration, table: str | Path) -> dic
     entries = json.loads(table.read_text())
     name = calibration.encoder
     kept = {k: entries.get(name, {}).get(k) for k in ("identify_threshold", "identify_source")}
-    entries[name] = {k: v for k, v in vars(calibration).items() if k != "encoder" and v not in (None, "")}
+    entries[name] = {k: v for k, v in vars(calibration).items()
+                     if k not in ("encoder", "encoder_key") and v not in (None, "")}
     entries[name].update({k: v for k, v in kept.items() if v})
     tmp = table.with_suffix(".tmp")
     tmp.write_text(json.dumps(entries, indent=2) + "\n")

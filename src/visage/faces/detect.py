@@ -3,6 +3,8 @@
 dlib's detectors find faces down to about 80 px. Rather than upsampling every photo (slow on large
 ones) we pick one working scale per image so that the smallest face asked for becomes 80 px, and
 never work on more than :data:`MAX_WORKING_PIXELS`. Boxes are mapped back to full resolution.
+Detections scored below a floor are dropped: each detector's own default is
+:data:`visage.config.DEFAULT_MIN_SCORE`, which says how it was measured.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from ..config import DEFAULT_MIN_SCORE
 from ..errors import VisageError
 from ..models import model_path
 from .landmarks import locate
@@ -129,9 +132,25 @@ def detect_boxes(pixels: np.ndarray, detector: Detector, min_face_size: float | 
     return out
 
 
+def min_score_for(detector: str, min_score: float | None = None) -> float:
+    """The detection-score floor in force: ``min_score`` when given, else ``detector``'s default.
+
+    dlib's detectors report only scores above 0 (and MTCNN only above O-Net's 0.7), so a floor
+    below that keeps everything they report.
+    """
+    if min_score is not None:
+        return float(min_score)
+    return DEFAULT_MIN_SCORE.get(detector, float("-inf"))
+
+
 def detect_faces(pixels: np.ndarray, detector: str, min_face_size: float | None = None,
-                 landmarks68: bool = True) -> list[Face]:
-    """Every face in an RGB uint8 array as a :class:`Face` with its landmarks, largest first."""
+                 landmarks68: bool = True, min_score: float | None = None) -> list[Face]:
+    """Every face in an RGB uint8 array as a :class:`Face` with its landmarks, largest first.
+
+    Faces scored below ``min_score`` (by default :func:`min_score_for` the detector) are dropped
+    before their landmarks are placed.
+    """
+    floor = min_score_for(detector, min_score)
     faces = [
         Face(
             box=box,
@@ -141,5 +160,6 @@ def detect_faces(pixels: np.ndarray, detector: str, min_face_size: float | None 
             detector=detector,
         )
         for box, score in detect_boxes(pixels, get_detector(detector), min_face_size)
+        if score >= floor
     ]
     return sorted(faces, key=lambda f: f.box.area, reverse=True)

@@ -1,7 +1,8 @@
 """Group the faces of an unlabelled photo collection by person, report it, and enrol named groups.
 
-Faces are clustered by average-linkage agglomeration with the encoder's calibrated threshold as
-the cut: two groups merge while their faces are, on average, as close as a same-person pair.
+Faces are clustered by average-linkage agglomeration with the encoder's calibrated threshold (its
+shipped calibration, or one given from ``visage calibrate``) as the cut: two groups merge while
+their faces are, on average, as close as a same-person pair.
 :func:`write_report` writes ``clusters.json`` (the groups with their encodings, so enrolling
 them needs no re-encoding), ``contact_sheet.png`` (one row of faces per group) and ``report.html``.
 """
@@ -14,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +24,11 @@ from ..encoders import get_encoder
 from ..errors import GalleryError
 from ..faces.types import Box
 from ..media.images import list_images, load_image
+from .store import encoder_key_for
 from .types import EnrollReport, FaceRecord
+
+if TYPE_CHECKING:
+    from ..evaluation.calibration import CalibrationSource
 
 FORMAT = "visage-clusters"
 THUMB = 96
@@ -51,10 +57,14 @@ class ClusterResult:
 
     faces: list[ClusterFace]
     clusters: list[Cluster]
+    #: The embedding space (the encoder's ``.name``) and its length.
     encoder: str
     dim: int
     threshold: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: How to load the encoder again (:func:`visage.gallery.store.encoder_key_for`), so that a
+    #: gallery the clusters are enrolled into records it.
+    encoder_key: str = ""
 
     @property
     def face_count(self) -> int:
@@ -83,11 +93,16 @@ def cluster_encodings(encodings: np.ndarray, threshold: float) -> list[list[int]
     return sorted(groups.values(), key=lambda g: (-len(g), g[0]))
 
 
-def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER, threshold: float | None = None,
+def cluster_folder(folder: str | os.PathLike, *, encoder: str | os.PathLike = DEFAULT_ENCODER,
+                   threshold: float | None = None, calibration: CalibrationSource | None = None,
                    detector: str = DEFAULT_DETECTOR, progress: bool = False, batch: int = 16) -> ClusterResult:
     """Find every face under ``folder`` and cluster them. Returns a :class:`ClusterResult`;
-    unreadable photos and photos without faces are listed in ``skipped``."""
-    from ..evaluation.verification import default_calibration
+    unreadable photos and photos without faces are listed in ``skipped``.
+
+    ``encoder`` is a registered name or a trained ``.pt`` file. The cut is ``threshold``, else the
+    threshold of ``calibration`` (checked to be fitted for ``encoder``), else of the shipped one.
+    """
+    from ..evaluation.calibration import calibration_for
     from ..pipeline import encode_many
 
     folder = Path(folder)
@@ -97,10 +112,10 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER,
     if not paths:
         raise GalleryError(f"{folder}: no image files found")
     enc = get_encoder(encoder)
-    t = default_calibration(enc.name).threshold if threshold is None else float(threshold)
+    t = calibration_for(encoder, enc.name, calibration).threshold if threshold is None else float(threshold)
     faces: list[ClusterFace] = []
     skipped: list[tuple[str, str]] = []
-    for photo in encode_many(paths, detector=detector, encoder=encoder, batch_size=batch, progress=progress,
+    for photo in encode_many(paths, detector=detector, encoder=str(encoder), batch_size=batch, progress=progress,
                              desc="finding faces"):
         if photo.skipped is not None:
             skipped.append((photo.source, photo.skipped))
@@ -109,7 +124,7 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str = DEFAULT_ENCODER,
                                                               e.face.box, e.face.landmarks5, float(e.face.score))))
     groups = cluster_encodings(np.stack([f.record.encoding for f in faces]) if faces else np.zeros((0, enc.dim)), t)
     clusters = [Cluster(i + 1, g) for i, g in enumerate(groups)]
-    return ClusterResult(faces, clusters, enc.name, enc.dim, t, skipped)
+    return ClusterResult(faces, clusters, enc.name, enc.dim, t, skipped, encoder_key_for(encoder))
 
 
 @functools.lru_cache(maxsize=8)
@@ -168,7 +183,8 @@ def write_report(result: ClusterResult, out: str | os.PathLike, *, min_size: int
         "clusters.json, or run <code>visage enroll --clusters clusters.json --name ID=NAME</code>.</p>"
         f"<table>{''.join(rows_html)}</table>")
     manifest = {
-        "format": FORMAT, "encoder": result.encoder, "dim": result.dim, "threshold": result.threshold,
+        "format": FORMAT, "encoder": result.encoder, "encoder_key": result.encoder_key, "dim": result.dim,
+        "threshold": result.threshold,
         "clusters": [{"id": c.id, "name": c.name, "faces": [
             {"photo": result.faces[m].photo, "sha256": result.faces[m].record.sha256,
              "box": result.faces[m].record.box.to_dict() if result.faces[m].record.box else None,
@@ -208,7 +224,8 @@ def enroll_clusters(gallery, path: Path, names: dict[int, str] | None = None) ->
                               Box(**f["box"]) if f.get("box") else None,
                               None if f.get("landmarks5") is None else np.asarray(f["landmarks5"], np.float32),
                               float(f.get("quality", 0.0))) for f in c["faces"]]
-        report.merge(gallery.add(name, records, encoder_name=manifest["encoder"], dim=int(manifest["dim"])))
+        report.merge(gallery.add(name, records, encoder_name=manifest["encoder"], dim=int(manifest["dim"]),
+                                 encoder_key=manifest.get("encoder_key") or None))
     if not report.added and not report.skipped:
         raise GalleryError(f"{path}: no cluster has a name; name them in the file or with --name ID=NAME")
     return report

@@ -2,7 +2,8 @@
 
 A gallery is a backend (:mod:`.store` SQLite by default, :mod:`.milvus` for a Milvus server) plus a
 search index. Which backend is configuration only: the location string picks it
-(see :func:`open_store`).
+(see :func:`open_store`). A gallery remembers the encoder that filled it, so it is used without
+naming that encoder again (:attr:`Gallery.encoder_key`).
 """
 
 from __future__ import annotations
@@ -11,19 +12,24 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
 from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
 from ..encoders import get_encoder
-from ..errors import FaceCountError, GalleryError, ImageError
+from ..errors import FaceCountError, GalleryError, ImageError, ModelError
 from ..faces.types import Face
 from ..media.images import Image, ImageSource, list_images, load_image, source_label
 from ..pipeline import detect, encode, encode_many
 from .index import ExactIndex, Index, IvfIndex, Match
-from .store import Cursor, SQLiteStore, Store
+from .store import LEGACY_ENCODER_KEYS, Cursor, SQLiteStore, Store, encoder_key_for
 from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
+
+if TYPE_CHECKING:
+    from ..encoders import Encoder
+    from ..evaluation.calibration import CalibrationSource
+    from ..evaluation.verification import Calibration
 
 #: From this many faces on, ``index="auto"`` switches from exact search to the IVF index.
 AUTO_IVF_FACES = 200_000
@@ -100,19 +106,32 @@ class _LocalSearch:
         return [[(self.names[pid], d) for pid, d in hits] for hits in self.index.search(queries, k, match)]
 
 
+def _described(label: str, embedding: str, dim: int) -> str:
+    """``dlib-torch (dlib-resnet-v1, 128-d)``; the embedding space once when it is the label."""
+    return f"{label} ({dim}-d)" if label == embedding else f"{label} ({embedding}, {dim}-d)"
+
+
 class Gallery:
     """Enrolled people and their face encodings, and identification against them.
 
-    ``location`` picks the backend (:func:`open_store`); ``encoder`` is a key of
-    :data:`visage.encoders.ENCODERS`. ``index`` is ``"exact"``, ``"ivf"`` (approximate, exact
-    below 20,000 faces) or ``"auto"`` (exact below :data:`AUTO_IVF_FACES` faces, IVF above).
-    A gallery refuses encodings from another encoder than
-    the one that filled it. ``create=False`` refuses a missing gallery file rather than starting one.
+    ``location`` picks the backend (:func:`open_store`). ``encoder`` is a key of
+    :data:`visage.encoders.ENCODERS` or a model file from ``visage train``; None (the default) uses
+    the encoder that filled the gallery, and :data:`~visage.config.DEFAULT_ENCODER` for an empty one.
+    A gallery refuses encodings from another encoder than the one that filled it (``dlib`` and
+    ``dlib-torch`` are one). ``calibration`` (a Calibration, a PairCalibration or a file written by
+    ``visage calibrate``) gives the thresholds and P(same), its open-set threshold for
+    :meth:`identify`; by default the encoder's shipped calibration. ``index`` is ``"exact"``,
+    ``"ivf"`` (approximate, exact below 20,000 faces) or ``"auto"`` (exact below
+    :data:`AUTO_IVF_FACES` faces, IVF above). ``create=False`` refuses a missing gallery file
+    rather than starting one.
     """
 
-    def __init__(self, location: str | os.PathLike | Store | None = None, *, encoder: str = DEFAULT_ENCODER,
-                 index: str = "auto", detector: str = DEFAULT_DETECTOR, create: bool = True):
-        self.encoder_key = encoder
+    def __init__(self, location: str | os.PathLike | Store | None = None, *, encoder: str | os.PathLike | None = None,
+                 calibration: CalibrationSource | None = None, index: str = "auto",
+                 detector: str = DEFAULT_DETECTOR, create: bool = True):
+        #: The encoder asked for, as its user named it; None: the gallery's own.
+        self.requested_encoder = None if encoder is None else str(encoder)
+        self.calibration_source = calibration
         self.detector = detector
         # A store object is used as given (e.g. the service's encrypted store); a location is opened.
         self.store: Store = (open_store(location, create=create)
@@ -120,9 +139,10 @@ class Gallery:
         self.location = self.store.location
         self._index_kind = index
         self._search = None
-        self._encoder = None
+        self._encoder: Encoder | None = None
         self._bound: tuple[str, int] | None = None
-        self._calibrations: dict = {}
+        self._recorded_key: str | None = None
+        self._calibration: Calibration | None = None
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -136,10 +156,47 @@ class Gallery:
 
     # -- encoder ---------------------------------------------------------------------------------
     @property
-    def encoder(self):
+    def stored_encoder_key(self) -> str | None:
+        """The encoder that filled the gallery, as ``--encoder`` names it: its recorded key, or for a
+        gallery made before keys were recorded the registry key of its embedding space (the space's
+        own name when no registered encoder makes it). None while the gallery is empty."""
+        bound = self._bound_encoder()
+        if bound is None:
+            return None
+        return self._recorded_encoder_key() or LEGACY_ENCODER_KEYS.get(bound[0], bound[0])
+
+    @property
+    def encoder_key(self) -> str:
+        """The encoder this gallery encodes with, as its user names it (``dlib+facenet``, a ``.pt`` path):
+        the one asked for, else the one that filled the gallery, else DEFAULT_ENCODER while it is empty.
+
+        Raises :class:`GalleryError` for a gallery filled by a trained model from before galleries
+        recorded their model file, when no encoder is asked for.
+        """
+        if self.requested_encoder is not None:
+            return self.requested_encoder
+        bound = self._bound_encoder()
+        if bound is None:
+            return DEFAULT_ENCODER
+        key = self._recorded_encoder_key() or LEGACY_ENCODER_KEYS.get(bound[0])
+        if key is None:
+            raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d) and, made by an older "
+                               "visage, does not record the model file that made them; pass --encoder with "
+                               "that model's .pt file")
+        return key
+
+    @property
+    def encoder(self) -> Encoder:
         """The encoder object (loaded on first use)."""
         if self._encoder is None:
-            self._encoder = get_encoder(self.encoder_key)
+            key = self.encoder_key
+            try:
+                self._encoder = get_encoder(key)
+            except ModelError as exc:
+                if self.requested_encoder is not None:
+                    raise
+                raise ModelError(f"{exc}; it is the model that filled {self.location}: put it back, or pass "
+                                 "--encoder with a copy of it") from None
         return self._encoder
 
     def _bound_encoder(self) -> tuple[str, int] | None:
@@ -148,30 +205,56 @@ class Gallery:
             self._bound = self.store.encoder()
         return self._bound
 
-    def _calibration(self, encoder_name: str):
-        from ..evaluation.verification import default_calibration
+    def _recorded_encoder_key(self) -> str | None:
+        """The store's record of how to load its encoder; remembered once set, like the encoder."""
+        if self._recorded_key is None:
+            self._recorded_key = self.store.encoder_key()
+        return self._recorded_key
 
-        if encoder_name not in self._calibrations:
-            self._calibrations[encoder_name] = default_calibration(encoder_name)
-        return self._calibrations[encoder_name]
+    def calibration(self) -> Calibration:
+        """What this gallery decides with: the calibration it was given, checked to be fitted for its
+        encoder (:func:`visage.evaluation.calibration.calibration_for`), else the encoder's shipped one."""
+        from ..evaluation.calibration import calibration_for
 
-    def _check_encoder(self) -> None:
+        if self._calibration is None:
+            bound = self._bound_encoder()
+            label = self.requested_encoder or self.stored_encoder_key or DEFAULT_ENCODER
+            self._calibration = calibration_for(label, bound[0] if bound else self.encoder.name,
+                                                self.calibration_source)
+        return self._calibration
+
+    def check_encoder(self) -> None:
+        """Raise :class:`GalleryError` unless this gallery's encoder makes the kind of encodings it holds.
+
+        Loads the encoder first, so that a bad model file is refused before any photo is read.
+        Returns nothing: an empty gallery takes any encoder.
+        """
+        encoder = self.encoder
         bound = self._bound_encoder()
-        if bound is not None and bound != (self.encoder.name, self.encoder.dim):
-            raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d), not "
-                               f"{self.encoder.name} ({self.encoder.dim}-d); use the encoder that made it")
+        if bound is None or bound == (encoder.name, encoder.dim):
+            return
+        stored = self.stored_encoder_key or bound[0]
+        now = _described(self.encoder_key, self.encoder.name, self.encoder.dim)
+        if self.requested_encoder is None or encoder_key_for(self.requested_encoder) == self._recorded_encoder_key():
+            raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d), but its encoder "
+                               f"{now} has changed since it filled the gallery; restore the model (or the visage version) "
+                               "that made it, or enrol everyone again in a new gallery")
+        raise GalleryError(f"{self.location}: holds the encodings of {_described(stored, *bound)}, not of {now}; "
+                           "leave out --encoder (the gallery uses its own), or use another --gallery")
 
     # -- enrolment -------------------------------------------------------------------------------
     def add(self, name: str, records: Sequence[FaceRecord], *, encoder_name: str | None = None,
-            dim: int | None = None) -> EnrollReport:
+            dim: int | None = None, encoder_key: str | None = None) -> EnrollReport:
         """Store precomputed faces for ``name`` in one transaction.
 
         Returns an :class:`EnrollReport`; faces already stored (same photo and box) are skipped.
-        ``encoder_name``/``dim`` default to this gallery's encoder.
+        ``encoder_name``/``dim`` (the embedding space) default to this gallery's encoder, and
+        ``encoder_key`` (how to load it, recorded by a new gallery) goes with them.
         """
-        enc_name = encoder_name or self.encoder.name
+        if encoder_name is None:
+            encoder_name, encoder_key = self.encoder.name, encoder_key_for(self.encoder_key)
         dim = dim or (len(records[0].encoding) if records else self.encoder.dim)
-        result = self.store.add(name, list(records), enc_name, dim)
+        result = self.store.add(name, list(records), encoder_name, dim, encoder_key)
         report = EnrollReport()
         if result.face_ids:
             report.added[name.strip()] = len(result.face_ids)
@@ -205,7 +288,7 @@ class Gallery:
                     on_person: Callable[[str, EnrollReport], None] | None = None) -> EnrollReport:
         """Enrol several people; each is committed on its own as soon as their photos are encoded."""
         people = list(people)
-        self._check_encoder()
+        self.check_encoder()
         total = EnrollReport()
         bar = None
         if progress:
@@ -280,8 +363,8 @@ class Gallery:
         return self._search
 
     def threshold(self) -> float:
-        """The identification threshold: the shipped open-set calibration of this gallery's encoder."""
-        return self._calibration(self.encoder.name).open_set_threshold
+        """The identification threshold: the open-set threshold of :meth:`calibration`."""
+        return self.calibration().open_set_threshold
 
     def search(self, encodings: np.ndarray, *, top: int = 5, threshold: float | None = None,
                match: Match = DEFAULT_MATCH) -> list[Identification]:
@@ -293,7 +376,7 @@ class Gallery:
         bound = self._bound_encoder()
         if bound is not None and encodings.shape[1] != bound[1]:
             raise GalleryError(f"probe encodings have {encodings.shape[1]} values, the gallery holds {bound[1]}")
-        calibration = self._calibration(bound[0] if bound else self.encoder.name)
+        calibration = self.calibration()
         t = calibration.open_set_threshold if threshold is None else float(threshold)
         out = []
         hits_per_row = self._searcher().search(encodings, max(top, 1), match) if bound else [[] for _ in encodings]
@@ -309,14 +392,16 @@ class Gallery:
         """Find every face in ``image`` and say who each is.
 
         Returns one :class:`Identification` per face, largest first: ``name`` is the nearest
-        enrolled person when within ``threshold`` (the shipped calibration by default), else None.
+        enrolled person when within ``threshold`` (by default the open-set threshold of
+        :meth:`calibration`), else None.
         The call is written to the audit log unless ``audit`` is False. With ``require_live``, the
         largest face must first pass the liveness check (:func:`visage.liveness.require_live`): an
         attack or missing evidence raises :class:`~visage.errors.SpoofError` before any matching,
         and only that judged face (``live`` True) may be named; the others (``live`` None) are not.
         The image is detected once.
         """
-        self._check_encoder()
+        self.check_encoder()
+        self.calibration()  # a missing or foreign calibration is refused before any detection
         img = load_image(image)
         faces = detect(img, detector=self.detector, landmarks68=False)
         if require_live:
@@ -344,7 +429,8 @@ class Gallery:
         person's nearest face is within the threshold, else None. ``require_live`` refuses an
         attack first, as in :meth:`identify`.
         """
-        self._check_encoder()
+        self.check_encoder()
+        calibration = self.calibration()
         faces = self.store.faces(name)
         img = load_image(image)
         found_faces = detect(img, detector=self.detector, landmarks68=False)
@@ -353,7 +439,6 @@ class Gallery:
         found = encode(img, faces=found_faces, which="largest", encoder=self.encoder_key)
         if not found:
             raise FaceCountError(f"{img.name}: no face found")
-        calibration = self._calibration(self.encoder.name)
         t = calibration.threshold if threshold is None else float(threshold)
         stored = np.stack([f.record.encoding for f in faces]).astype(np.float64)
         d = float(np.min(np.linalg.norm(stored - found[0].encoding.astype(np.float64), axis=1)))

@@ -117,7 +117,11 @@ class MilvusStore:
         values = {r["key"]: r["value"] for r in rows}
         return (values["encoder"], int(values["dim"])) if "encoder" in values and "dim" in values else None
 
-    def _bind_encoder(self, encoder: str, dim: int) -> None:
+    def encoder_key(self) -> str | None:
+        rows = self._client.query(self._name("meta"), filter='key == "encoder_key"', output_fields=["value"])
+        return rows[0]["value"] if rows else None
+
+    def _bind_encoder(self, encoder: str, dim: int, encoder_key: str | None) -> None:
         bound = self.encoder()
         if bound is None:
             self._client.upsert(self._name("meta"), [{"id": 1, "key": "encoder", "value": encoder, "v": _DUMMY},
@@ -125,6 +129,9 @@ class MilvusStore:
         elif bound != (encoder, dim):
             raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d); "
                                f"refusing to mix in {encoder} ({dim}-d)")
+        if encoder_key and self.encoder_key() is None:
+            self._client.upsert(self._name("meta"), [{"id": 3, "key": "encoder_key", "value": encoder_key,
+                                                      "v": _DUMMY}])
 
     def _person(self, name: str) -> dict | None:
         rows = self._client.query(self._name("people"), filter=f"name == {_quote(name)}",
@@ -137,12 +144,13 @@ class MilvusStore:
             raise PersonNotFound(f"no person called {name!r} in {self.location}")
         return int(row["id"])
 
-    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int) -> AddResult:
+    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int,
+            encoder_key: str | None = None) -> AddResult:
         name = _check_name(name)
         result = AddResult()
         if not records:
             return result
-        self._bind_encoder(encoder, dim)
+        self._bind_encoder(encoder, dim, encoder_key)
         self._faces_ready(dim)
         existing = self._existing({r.sha256 for r in records})
         person = self._person(name)

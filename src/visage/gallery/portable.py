@@ -1,5 +1,8 @@
 """A portable gallery file: a zip holding ``gallery.json`` (people, faces, encoder) and ``encodings.npy``.
 
+The encoder is recorded as its embedding space (``encoder``, ``dim``) and, when the gallery knows
+it, how to load it again (``encoder_key``: a registry key or a model file's path).
+
 Any program can read it: the JSON lists faces in the order of the rows of the float32 array.
 """
 
@@ -42,6 +45,7 @@ def export_gallery(gallery: Gallery, path: Path) -> int:
         vectors.append(r.encoding)
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "visage": __version__, "exported": time.time(),
                 "encoder": bound[0] if bound else None, "dim": bound[1] if bound else None,
+                "encoder_key": gallery.store.encoder_key(),
                 "people": [p.to_dict() for p in gallery.people()], "faces": faces}
     dim = bound[1] if bound else 0
     array = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
@@ -101,5 +105,6 @@ def import_gallery(gallery: Gallery, path: Path) -> EnrollReport:
             landmarks5=None if face.get("landmarks5") is None else np.asarray(face["landmarks5"], np.float32),
             quality=float(face.get("quality", 0.0))))
     for name, records in by_person.items():
-        report.merge(gallery.add(name, records, encoder_name=encoder, dim=dim))
+        report.merge(gallery.add(name, records, encoder_name=encoder, dim=dim,
+                                 encoder_key=manifest.get("encoder_key")))
     return report

@@ -1,10 +1,12 @@
 """What a gallery backend stores, and the SQLite backend (the embedded default).
 
-A backend keeps people, their faces and an audit log, and refuses to mix encoders. The SQLite
-backend is one file in WAL mode; every enrolment of a person is one transaction, so a killed
-process leaves either the whole person or nothing, and concurrent writers queue on SQLite's lock.
-Local indexes follow the store through :meth:`SQLiteStore.changes`, a cursor over added and
-removed faces, so they are updated, not rebuilt.
+A backend keeps people, their faces and an audit log, and refuses to mix encoders. It records the
+encoder that filled it twice over: its embedding space (the encoder's ``.name``, which every new
+encoding must match) and how to load it again (:func:`encoder_key_for`), so that the gallery can be
+used without naming its encoder. The SQLite backend is one file in WAL mode; every enrolment of a
+person is one transaction, so a killed process leaves either the whole person or nothing, and
+concurrent writers queue on SQLite's lock. Local indexes follow the store through
+:meth:`SQLiteStore.changes`, a cursor over added and removed faces, so they are updated, not rebuilt.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ APPLICATION_ID = 0x5653474C
 #: Meta key present only in galleries whose encodings are encrypted.
 ENCRYPTION_SALT_KEY = "encryption_salt"
 SCHEMA_VERSION = 1
+#: Embedding spaces stored by galleries made before they recorded how to load their encoder, and
+#: the registry key that makes each. dlib and dlib-torch share one space; the faster one is chosen.
+LEGACY_ENCODER_KEYS = {"dlib-resnet-v1": "dlib-torch", "facenet-vggface2": "facenet"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -91,6 +96,14 @@ class AddResult:
     duplicates: list[tuple[FaceRecord, str]] = field(default_factory=list)
 
 
+def encoder_key_for(encoder: str | os.PathLike) -> str:
+    """What a gallery records to load ``encoder`` again: a registry key as it is, a trained model
+    file as its absolute path (so the gallery works from any folder)."""
+    from ..encoders import is_trained_file
+
+    return str(Path(encoder).expanduser().resolve()) if is_trained_file(encoder) else str(encoder)
+
+
 class Store(Protocol):
     """A gallery backend."""
 
@@ -100,8 +113,18 @@ class Store(Protocol):
         """(encoder name, dimension) of the stored encodings, or None while the gallery is empty."""
         ...
 
-    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int) -> AddResult:
-        """Add faces to ``name`` (created if new), all or nothing; skip faces already stored."""
+    def encoder_key(self) -> str | None:
+        """How to load the encoder that filled the gallery (:func:`encoder_key_for`), or None while
+        it is empty or when it was made before this was recorded."""
+        ...
+
+    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int,
+            encoder_key: str | None = None) -> AddResult:
+        """Add faces to ``name`` (created if new), all or nothing; skip faces already stored.
+
+        ``encoder``/``dim`` are the embedding space, which must match the stored one; ``encoder_key``,
+        how to load that encoder, is recorded when the gallery has none yet.
+        """
         ...
 
     def owners(self, sha256s: list[str]) -> dict[str, str]:
@@ -238,14 +261,18 @@ class SQLiteStore:
         name, dim = self._meta("encoder"), self._meta("dim")
         return (name, int(dim)) if name and dim else None
 
-    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int) -> AddResult:
+    def encoder_key(self) -> str | None:
+        return self._meta("encoder_key")
+
+    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int,
+            encoder_key: str | None = None) -> AddResult:
         name = _check_name(name)
         result = AddResult()
         if not records:
             return result
         now = time.time()
         with self._write() as db:
-            self._bind_encoder(encoder, dim)
+            self._bind_encoder(encoder, dim, encoder_key)
             row = db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             person_id = row[0] if row else db.execute(
                 "INSERT INTO people (name, created) VALUES (?, ?)", (name, now)).lastrowid
@@ -270,7 +297,7 @@ class SQLiteStore:
             self._bump()
         return result
 
-    def _bind_encoder(self, encoder: str, dim: int) -> None:
+    def _bind_encoder(self, encoder: str, dim: int, encoder_key: str | None) -> None:
         bound = self.encoder()
         if bound is None:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('encoder', ?)", (encoder,))
@@ -278,6 +305,9 @@ class SQLiteStore:
         elif bound != (encoder, dim):
             raise GalleryError(f"{self.location}: holds {bound[0]} encodings ({bound[1]}-d); "
                                f"refusing to mix in {encoder} ({dim}-d)")
+        if encoder_key and self.encoder_key() is None:
+            # A gallery made before keys were recorded learns its key from the first enrolment that has one.
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('encoder_key', ?)", (encoder_key,))
 
     def owners(self, sha256s: list[str]) -> dict[str, str]:
         out: dict[str, str] = {}

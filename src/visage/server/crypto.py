@@ -90,8 +90,9 @@ class EncryptedStore(SQLiteStore):
         return replace(face, record=replace(face.record, encoding=self.unseal(face.record.encoding)))
 
     # -- the Store interface, with encodings sealed on the way in and opened on the way out -------
-    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int):
-        return super().add(name, [replace(r, encoding=self.seal(r.encoding)) for r in records], encoder, dim)
+    def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int, encoder_key: str | None = None):
+        return super().add(name, [replace(r, encoding=self.seal(r.encoding)) for r in records], encoder, dim,
+                           encoder_key)
 
     def faces(self, name: str) -> list[StoredFace]:
         return [self._open_face(f) for f in super().faces(name)]

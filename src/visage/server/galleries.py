@@ -28,8 +28,10 @@ def open_gallery(settings: ServerSettings) -> Gallery:
     if path is None:
         if key:
             raise GalleryError("encryption at rest (VISAGE_GALLERY_KEY) needs an SQLite gallery file")
-        return Gallery(settings.gallery, encoder=settings.encoder, detector=settings.detector)
-    return Gallery(open_encrypted_or_plain(path, key), encoder=settings.encoder, detector=settings.detector)
+        return Gallery(settings.gallery, encoder=settings.encoder, calibration=settings.calibration,
+                       detector=settings.detector)
+    return Gallery(open_encrypted_or_plain(path, key), encoder=settings.encoder, calibration=settings.calibration,
+                   detector=settings.detector)
 
 
 class GalleryPool:

@@ -125,10 +125,13 @@ def encode(request: Request, who: Caller, image: Annotated[UploadFile, File(desc
 
     svc = service(request)
     img = read_image(svc, image)
+    with svc.galleries.borrow() as gallery:
+        encoder = gallery.encoder_key  # the server encodes with its gallery's encoder
     with svc.compute:
-        found = encode_faces(img, which=which, detector=svc.settings.detector, encoder=svc.settings.encoder)
+        found = encode_faces(img, which=which, detector=svc.settings.detector, encoder=encoder)
     note(request, faces=len(found))
-    return {"image": image_info(img), "faces": [e.to_dict() for e in found]}
+    return {"image": image_info(img),
+            "faces": [{**e.to_dict(), "encoder": encoder, "embedding": e.encoder} for e in found]}
 
 
 @router.post("/v1/verify", response_model=schemas.VerifyResponse, responses=ERRORS, tags=["faces"])
@@ -140,9 +143,11 @@ def verify(request: Request, who: Caller, a: Annotated[UploadFile, File(descript
 
     svc = service(request)
     first, second = read_image(svc, a, "a"), read_image(svc, b, "b")
+    with svc.galleries.borrow() as gallery:
+        encoder, calibration = gallery.encoder_key, gallery.calibration()
     with svc.compute:
-        result = same_person(first, second, threshold=threshold, detector=svc.settings.detector,
-                             encoder=svc.settings.encoder)
+        result = same_person(first, second, threshold=threshold, calibration=calibration,
+                             detector=svc.settings.detector, encoder=encoder)
     note(request, same=result.same)
     return result.to_dict()
 
@@ -191,8 +196,9 @@ def identify(request: Request, who: Caller, image: Annotated[UploadFile, File(de
     img = read_image(svc, image)
     with svc.galleries.borrow() as gallery, svc.compute:
         found = gallery.identify(img, top=top, threshold=threshold, require_live=require_live)
+        encoder = gallery.encoder_key
     note(request, faces=len(found), names=[f.name for f in found if f.name])
-    return {"image": image_info(img), "faces": [f.to_dict() for f in found]}
+    return {"image": image_info(img), "encoder": encoder, "faces": [f.to_dict() for f in found]}
 
 
 @router.get("/v1/people", response_model=list[schemas.Person], responses=ERRORS, tags=["gallery"])

@@ -43,7 +43,8 @@ class ImageInfo(BaseModel):
 
 
 class Encoding(Face):
-    encoder: str
+    encoder: str = Field(..., description="the encoder, as the server's settings name it (or the gallery's own)")
+    embedding: str = Field(..., description="the embedding space the encoding belongs to")
     encoding: list[float]
 
 
@@ -58,6 +59,7 @@ class VerifyResponse(BaseModel):
     same: bool
     probability: float = Field(..., description="calibrated probability that the faces are the same person")
     encoder: str
+    embedding: str
 
 
 class Candidate(BaseModel):
@@ -93,6 +95,7 @@ class Refused(Error):
 
 class IdentifyResponse(BaseModel):
     image: ImageInfo
+    encoder: str = Field(..., description="the gallery's encoder")
     faces: list[Identification]
 
 

@@ -43,11 +43,26 @@ class Service:
 
 
 def build_service(settings: ServerSettings) -> Service:
-    """Open the state file and the gallery named by ``settings``; raises VisageError when they cannot be used."""
+    """Open the state file and the gallery named by ``settings``; raises VisageError when they cannot be used.
+
+    The encoder and the calibration are checked against the gallery now (loading the encoder) when
+    ``settings`` names one or the gallery holds encodings, so that a wrong one, or a gallery whose
+    model is gone, stops the server at start rather than failing every request.
+    """
     state = settings.state_path()
     keys = KeyStore(state)
     audit = AuditLog(state)
     galleries = GalleryPool(settings)
+    try:
+        with galleries.borrow() as gallery:
+            if settings.encoder is not None or settings.calibration is not None or gallery.stored_encoder_key:
+                gallery.check_encoder()
+                gallery.calibration()
+    except Exception:
+        galleries.close()
+        keys.close()
+        audit.close()
+        raise
     return Service(
         settings=settings, keys=keys, audit=audit, galleries=galleries,
         jobs=JobQueue(settings.max_queued_jobs, settings.job_ttl),

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .. import config
-from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
+from ..config import DEFAULT_DETECTOR, default_gallery_path
 
 
 class ServerSettings(BaseSettings):
@@ -24,7 +24,11 @@ class ServerSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     #: The gallery location, as ``visage enroll --gallery`` takes it; None: the CLI's default file.
     gallery: str | None = None
-    encoder: str = DEFAULT_ENCODER
+    #: A registered encoder or a model file from ``visage train``; None: the one that filled the
+    #: gallery, DEFAULT_ENCODER for a new gallery (see :attr:`visage.gallery.Gallery.encoder_key`).
+    encoder: str | None = None
+    #: The file ``visage calibrate`` wrote, fitted for the encoder; None: the encoder's shipped calibration.
+    calibration: str | None = None
     detector: str = DEFAULT_DETECTOR
     #: SQLite file for API keys and the audit log; None: ``server.db`` beside the gallery file.
     state: str | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
+from ..config import DEFAULT_DETECTOR, DEFAULT_TRAIN_ENCODER
 from ..errors import VisageError
 from ..media.images import IMAGE_SUFFIXES, list_images
 
@@ -159,7 +159,7 @@ class FaceCache:
     used. A photo without a face is remembered as such.
     """
 
-    def __init__(self, encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
+    def __init__(self, encoder: str = DEFAULT_TRAIN_ENCODER, detector: str = DEFAULT_DETECTOR,
                  cache_dir: str | Path | None = None):
         from ..config import visage_home
         from ..encoders import get_encoder
@@ -236,7 +236,7 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def encode_images(paths: Sequence[str | Path], encoder: str = DEFAULT_ENCODER, detector: str = DEFAULT_DETECTOR,
+def encode_images(paths: Sequence[str | Path], encoder: str = DEFAULT_TRAIN_ENCODER, detector: str = DEFAULT_DETECTOR,
                   progress: bool = True, cache_dir: str | Path | None = None) -> dict[Path, np.ndarray | None]:
     """The largest face's embedding for each photo (None where no face), through :class:`FaceCache`.
 

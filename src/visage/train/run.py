@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER
+from ..config import DEFAULT_DETECTOR, DEFAULT_TRAIN_ENCODER
 from ..errors import VisageError
 from .data import FaceCache, load_arrays, scan_people, split_people
 from .nets import ConvEncoder, ProjectionHead
@@ -58,7 +58,7 @@ def train_folder(
     output: str | Path,
     *,
     mode: str | None = None,
-    encoder: str = DEFAULT_ENCODER,
+    encoder: str = DEFAULT_TRAIN_ENCODER,
     detector: str = DEFAULT_DETECTOR,
     config: TrainConfig | None = None,
     holdout: float = 0.25,

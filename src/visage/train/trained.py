@@ -109,6 +109,7 @@ class TrainedFaceEncoder:
         self.base = base
         self.name = f"{base.name}+{model.kind}-{digest[:10]}"
         self.dim = int(model.meta["embedding_dim"])
+        self.chip_size = int(base.chip_size)
 
     def chips(self, image, faces) -> np.ndarray:
         return self.base.chips(image, faces)
