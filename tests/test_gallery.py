@@ -140,12 +140,13 @@ def test_export_import_round_trip_keeps_every_encoding(location, encoded, tmp_pa
 
 def test_ivf_index_agrees_with_exact_search_and_follows_changes(encoded):
     rng = np.random.default_rng(0)
-    noise = rng.standard_normal((3000, 128)).astype(np.float32)
+    dim = len(encoded[PEOPLE[0]][0].encoding)  # the default encoder's
+    noise = rng.standard_normal((3000, dim)).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     real = [(i, r.encoding) for i, p in enumerate(PEOPLE) for r in encoded[p][:2]]
     vectors = np.concatenate([noise, np.stack([v for _, v in real])])
     persons = np.concatenate([np.arange(1000, 4000), [i for i, _ in real]])
-    exact, approx = ExactIndex(128), IvfIndex(128, nprobe=4, train_size=2000, regrow=2.0)
+    exact, approx = ExactIndex(dim), IvfIndex(dim, nprobe=4, train_size=2000, regrow=2.0)
     for index in (exact, approx):
         index.add(np.arange(len(vectors)), persons, vectors)
     assert approx.trained and len(approx) == len(exact) == len(vectors)
@@ -162,7 +163,8 @@ def test_ivf_index_agrees_with_exact_search_and_follows_changes(encoded):
     approx.add([50_000], [77], probes[2:3])
     assert approx.search(probes[2:3], 1)[0][0] == (77, pytest.approx(0.0, abs=1e-3))
     # Growing 2-fold (regrow) retrains on everything held, the removals and late additions included.
-    more = rng.standard_normal((4_000, 128)).astype(np.float32)
+    more = rng.standard_normal((4_000, dim)).astype(np.float32)
+    more /= np.linalg.norm(more, axis=1, keepdims=True)  # encodings of one encoder share one scale
     approx.add(np.arange(60_000, 64_000), np.full(4_000, 5000), more)
     assert approx._trained_on == len(approx)
     assert len(approx) == len(vectors) - len(gone) + 1 + 4_000
@@ -344,7 +346,7 @@ def test_snapshot_spares_a_new_process_the_full_load_and_follows_later_changes(k
     if kind == "ivf":
         monkeypatch.setattr("visage.gallery.gallery.IVF_TRAIN_FACES", 1000)
     rng = np.random.default_rng(3)
-    noise = rng.standard_normal((2400, 128)).astype(np.float32)
+    noise = rng.standard_normal((2400, len(encoded[PEOPLE[0]][0].encoding))).astype(np.float32)
     path = tmp_path / "g.db"
     with Gallery(path, index=kind) as g:
         fill(g, encoded)

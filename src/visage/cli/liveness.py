@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..config import DEFAULT_DETECTOR
+from .faces import add_detector_options
 
 EXIT_LIVE, EXIT_ATTACK, EXIT_INSUFFICIENT = 0, 1, 3
 LIVENESS_EPILOG = ("exit status: 0 live, 1 attack, 3 insufficient evidence (no face, too small, too few frames), "
@@ -20,8 +20,7 @@ def register(sub) -> None:
     p.add_argument("--challenge", metavar="ACTIONS",
                    help="comma-separated actions the person was asked to do in this video, in order "
                         "(turn_left, turn_right, blink); see `visage liveness-challenge`")
-    p.add_argument("--detector", choices=["hog", "mmod"], default=DEFAULT_DETECTOR,
-                   help=f"face detector (default: {DEFAULT_DETECTOR})")
+    add_detector_options(p)
     p.set_defaults(run=run_liveness)
 
     p = sub.add_parser("liveness-challenge", help="draw a random challenge for a liveness video")
@@ -33,8 +32,7 @@ def register(sub) -> None:
     p.add_argument("--plot", default="liveness_det.png", metavar="OUT.png",
                    help="where to write the DET plot (default: liveness_det.png)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--detector", choices=["hog", "mmod"], default=DEFAULT_DETECTOR,
-                   help=f"face detector (default: {DEFAULT_DETECTOR})")
+    add_detector_options(p)
     p.set_defaults(run=run_eval)
 
 
@@ -49,7 +47,8 @@ def run_liveness(args) -> int:
         unknown = [a for a in challenge if a not in CHALLENGE_ACTIONS]
         if unknown:
             raise VisageError(f"unknown challenge action(s) {', '.join(unknown)}; use {', '.join(CHALLENGE_ACTIONS)}")
-    result = liveness.check(args.input, challenge=challenge, detector=args.detector)
+    result = liveness.check(args.input, challenge=challenge, detector=args.detector, min_face_size=args.min_face,
+                            min_score=args.min_score)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -77,7 +76,8 @@ def run_challenge(args) -> int:
 def run_eval(args) -> int:
     from ..liveness.evaluate import evaluate_folder
 
-    evaluation = evaluate_folder(args.folder, plot=args.plot, detector=args.detector)
+    evaluation = evaluate_folder(args.folder, plot=args.plot, detector=args.detector, min_face_size=args.min_face,
+                                 min_score=args.min_score)
     m = evaluation.metrics
     if args.json:
         print(json.dumps({**evaluation.to_dict(), "plot": args.plot}, indent=2))

@@ -14,11 +14,17 @@ from .types import Face
 MIN_FACE_FRACTION = 0.12
 
 
-def track_largest(frames: Sequence[np.ndarray], detector: str, min_face_fraction: float = MIN_FACE_FRACTION
-                  ) -> list[Face | None]:
-    """The largest face (with 68 landmarks) of each RGB uint8 frame, or None where a frame shows none."""
+def track_largest(frames: Sequence[np.ndarray], detector: str, min_face_fraction: float = MIN_FACE_FRACTION,
+                  *, min_face_size: float | None = None, min_score: float | None = None) -> list[Face | None]:
+    """The largest face (with 68 landmarks) of each RGB uint8 frame, or None where a frame shows none.
+
+    The smallest face looked for is ``min_face_size`` pixels when given, else ``min_face_fraction``
+    of each frame's shorter side; faces scored below ``min_score`` (default: the detector's floor)
+    are dropped.
+    """
     track: list[Face | None] = []
     for frame in frames:
-        faces = detect_faces(frame, detector, min_face_fraction * min(frame.shape[:2]))
+        smallest = min_face_size if min_face_size is not None else min_face_fraction * min(frame.shape[:2])
+        faces = detect_faces(frame, detector, smallest, min_score=min_score)
         track.append(faces[0] if faces else None)
     return track

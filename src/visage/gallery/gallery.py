@@ -363,8 +363,17 @@ class Gallery:
         return self._search
 
     def threshold(self) -> float:
-        """The identification threshold: the open-set threshold of :meth:`calibration`."""
-        return self.calibration().open_set_threshold
+        """The identification threshold for the people enrolled now.
+
+        It tightens as the gallery grows (:meth:`Calibration.open_set_threshold_for`), so that about
+        1% of strangers are accepted whatever the number of people; a calibration with a fixed
+        open-set threshold gives that one.
+        """
+        return self.calibration().open_set_threshold_for(self._people_enrolled())
+
+    def _people_enrolled(self) -> int:
+        names = getattr(self._searcher(), "names", None)  # a local index holds them after its refresh
+        return len(names) if isinstance(names, dict) and names else len(self.store.names())
 
     def search(self, encodings: np.ndarray, *, top: int = 5, threshold: float | None = None,
                match: Match = DEFAULT_MATCH) -> list[Identification]:
@@ -377,9 +386,9 @@ class Gallery:
         if bound is not None and encodings.shape[1] != bound[1]:
             raise GalleryError(f"probe encodings have {encodings.shape[1]} values, the gallery holds {bound[1]}")
         calibration = self.calibration()
-        t = calibration.open_set_threshold if threshold is None else float(threshold)
         out = []
         hits_per_row = self._searcher().search(encodings, max(top, 1), match) if bound else [[] for _ in encodings]
+        t = self.threshold() if threshold is None else float(threshold)
         for hits in hits_per_row:
             candidates = [Candidate(n, d, float(calibration.probability(d))) for n, d in hits[:top]]
             best = hits[0] if hits else None
@@ -425,9 +434,12 @@ class Gallery:
                require_live: bool = False, audit: bool = True) -> Identification:
         """Is the largest face in ``image`` the enrolled person ``name``? (1:1, e.g. a claimed identity)
 
-        Returns an :class:`Identification` whose ``name`` is ``name`` when the distance to that
-        person's nearest face is within the threshold, else None. ``require_live`` refuses an
-        attack first, as in :meth:`identify`.
+        Returns an :class:`Identification` whose ``name`` is ``name`` when :meth:`identify` would
+        name that face ``name``: the claimed person is the nearest one and within the threshold
+        (:meth:`threshold` by default), else None. So a claim and a search never disagree on one
+        photo. ``distance`` is to the claimed person's nearest face, and ``candidates`` holds the
+        claimed person and, when someone else is nearer, that person first. ``require_live``
+        refuses an attack first, as in :meth:`identify`.
         """
         self.check_encoder()
         calibration = self.calibration()
@@ -439,11 +451,13 @@ class Gallery:
         found = encode(img, faces=found_faces, which="largest", encoder=self.encoder_key)
         if not found:
             raise FaceCountError(f"{img.name}: no face found")
-        t = calibration.threshold if threshold is None else float(threshold)
         stored = np.stack([f.record.encoding for f in faces]).astype(np.float64)
         d = float(np.min(np.linalg.norm(stored - found[0].encoding.astype(np.float64), axis=1)))
-        result = Identification(found[0].face.box, name if d <= t else None, d, t,
-                                [Candidate(name, d, float(calibration.probability(d)))])
+        nearest = self.search(found[0].encoding, top=1, threshold=threshold)[0]
+        claimed = Candidate(name, d, float(calibration.probability(d)))
+        ahead = [c for c in nearest.candidates if c.name != name and c.distance < d]
+        result = Identification(found[0].face.box, name if nearest.name == name else None, d, nearest.threshold,
+                                [*ahead, claimed])
         if audit:
             self.store.log("verify", img.sha256, img.name, {"claim": name, "accepted": result.known,
                                                             "distance": round(d, 6)})

@@ -1,4 +1,5 @@
-"""Search indexes over enrolled encodings: exact (one matrix product) and approximate (HNSW).
+"""Search indexes over enrolled encodings: exact (one matrix product) and approximate (IVF with
+fast-scan PQ codes, re-ranked exactly).
 
 Both take faces in and out one batch at a time, so enrolling or removing a person never rebuilds
 the whole index. Both rank *people*: a person's distance to a probe is the distance to their
@@ -9,8 +10,12 @@ nearest face (``match="nearest"``) or, for the exact index, to the mean of their
 from __future__ import annotations
 
 import json
+import mmap
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import numpy as np
 
@@ -119,6 +124,10 @@ class ExactIndex:
         """(face ids, vectors) of every face held, as copies."""
         return self._face_ids[: self._n].copy(), self._vectors[: self._n].copy()
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(face ids, vectors) of every face held, as views that the next change may overwrite."""
+        return self._face_ids[: self._n], self._vectors[: self._n]
+
     def save(self, folder: Path) -> None:
         """Write the arrays to ``folder`` (``.npy`` files), for :meth:`load`."""
         n = self._n
@@ -222,27 +231,167 @@ def _grow(array: np.ndarray, rows: int) -> np.ndarray:
     return out
 
 
-class IvfIndex:
-    """Approximate nearest-face search with a FAISS inverted file (IVF-Flat), for large galleries.
+class _SpilledVectors:
+    """Float32 rows on disk, read through read-only memory maps, so that they cost page cache, not process memory.
 
-    The first ``train_size`` faces are searched exactly; then k-means picks about √n cells, every
-    face is filed under its nearest cell, and a query scans only the ``nprobe`` nearest cells.
-    Later faces are filed under the existing cells and removed faces are taken out of their cell,
-    so neither rebuilds the index; it is retrained only when it has grown ``regrow``-fold since training.
-    Recall against exact search and latency are measured in ``bench/bench_gallery_scale.py``.
+    A row is addressed by its slot. Slots below ``base_rows`` are in the file ``base`` (a snapshot's),
+    which is only read. Later rows go to a file of this object's own in ``folder`` (the system's
+    temporary folder by default), unlinked as soon as it is made, so that it goes away with the
+    process. That file grows by doubling and is written with ``pwrite``, not through the map, so
+    appending does not make the rows resident in this process; only rows that are read are.
     """
 
-    def __init__(self, dim: int, nprobe: int = 16, train_size: int = 20_000, regrow: float = 16.0):
+    def __init__(self, dim: int, folder: Path | None = None, base: Path | None = None, base_rows: int = 0):
+        self.dim = dim
+        self._folder = folder
+        self._row_bytes = dim * 4
+        # (file, map) pairs; the files stay open while mapped, to drop their cached pages.
+        self._base_file: BinaryIO | None = None
+        self._base_map: mmap.mmap | None = None
+        self._base = np.zeros((0, dim), np.float32)
+        if base is not None and base_rows:
+            size = base.stat().st_size
+            if size != base_rows * self._row_bytes:
+                raise ValueError(f"{base}: {size} bytes, not {base_rows} rows of {dim} float32")
+            self._base_file = open(base, "rb")  # it stays open as long as it is mapped
+            self._base_map, self._base = self._map(self._base_file, base_rows)
+        self._own_file: BinaryIO | None = None
+        self._own_map: mmap.mmap | None = None
+        self._own = np.zeros((0, dim), np.float32)  # the own file's rows, as many as its capacity
+        self._own_rows = 0
+
+    def __len__(self) -> int:
+        return len(self._base) + self._own_rows
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of the files the rows are read from (the own file at its capacity)."""
+        return (len(self._base) + len(self._own)) * self._row_bytes
+
+    def _map(self, file: BinaryIO, rows: int) -> tuple[mmap.mmap, np.ndarray]:
+        """A read-only map of the first ``rows`` rows of ``file``, and those rows as an array over it."""
+        mapped = mmap.mmap(file.fileno(), rows * self._row_bytes, access=mmap.ACCESS_READ)
+        if hasattr(mmap, "MADV_RANDOM"):  # a re-rank reads scattered rows: read-ahead would only waste I/O
+            mapped.madvise(mmap.MADV_RANDOM)
+        return mapped, np.frombuffer(mapped, np.float32).reshape(rows, self.dim)
+
+    def append(self, rows: np.ndarray) -> np.ndarray:
+        """Write ``rows`` after the last slot. Returns their slots."""
+        rows = np.ascontiguousarray(rows, np.float32).reshape(-1, self.dim)
+        start, end = self._own_rows, self._own_rows + len(rows)
+        if self._own_file is None:
+            self._own_file = tempfile.TemporaryFile(dir=self._folder)
+        fd = self._own_file.fileno()
+        if end > len(self._own):
+            capacity = max(end, 2 * len(self._own), 1024)
+            os.ftruncate(fd, capacity * self._row_bytes)
+            # The old, smaller map is unmapped once no array made from it is left.
+            self._own_map, self._own = self._map(self._own_file, capacity)
+        data, offset = rows.data.cast("B"), start * self._row_bytes
+        while data:
+            written = os.pwrite(fd, data, offset)
+            data, offset = data[written:], offset + written
+        self._own_rows = end
+        return np.arange(len(self._base) + start, len(self._base) + end)
+
+    def rows(self, slots: np.ndarray) -> np.ndarray:
+        """The rows at ``slots``: a new (len(slots), dim) float32 array."""
+        slots = np.asarray(slots, np.int64)
+        n_base = len(self._base)
+        if not self._own_rows:
+            return self._base[slots]
+        if not n_base:
+            return self._own[slots]
+        out = np.empty((len(slots), self.dim), np.float32)
+        in_base = slots < n_base
+        out[in_base] = self._base[slots[in_base]]
+        out[~in_base] = self._own[slots[~in_base] - n_base]
+        return out
+
+    def drop_page_cache(self) -> None:
+        """Unmap the rows' cached pages from this process and ask the OS to drop them from its cache."""
+        for file, mapped in ((self._base_file, self._base_map), (self._own_file, self._own_map)):
+            if file is None or mapped is None:
+                continue
+            if hasattr(mmap, "MADV_DONTNEED"):
+                mapped.madvise(mmap.MADV_DONTNEED)
+            if hasattr(os, "posix_fadvise"):
+                os.fsync(file.fileno())  # dirty pages cannot be dropped before they are written
+                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _pq_subquantizers(dim: int) -> int:
+    """How many 4-bit sub-quantizers encode a ``dim``-d vector: an even divisor of ``dim`` near dim/5.
+
+    Five dimensions per 4-bit code (dim/10 bytes a vector; 64 B at 640-d) ranked the exact nearest
+    face among the top 256 codes for every query at 1M (bench/bench_gallery_scale.py); ten
+    dimensions per code (32 B) missed one query in twenty.
+    """
+    divisors = [m for m in range(2, dim + 1, 2) if dim % m == 0] or [1]
+    return min(divisors, key=lambda m: (abs(m - dim / 5), -m))
+
+
+def _rows_of(parts: Sequence[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from positions in the concatenation of ``parts`` to those rows, without concatenating them."""
+    starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def rows_at(positions: np.ndarray) -> np.ndarray:
+        pieces = []
+        for part, lo, hi in zip(parts, starts[:-1], starts[1:]):
+            inside = positions[(positions >= lo) & (positions < hi)]
+            if len(inside):
+                pieces.append(part[inside - lo])
+        return np.ascontiguousarray(np.concatenate(pieces), np.float32)
+
+    return rows_at
+
+
+#: Faces filed into a new index (and written to its row file) per FAISS call while it is built.
+_BUILD_CHUNK = 32_768
+#: Removed faces' rows stay in the row file until they outnumber the live ones (and this many).
+_COMPACT_MIN_GARBAGE = 10_000
+#: Format of :meth:`IvfIndex.save`: 2 is fast-scan PQ codes plus the float32 rows for the re-rank.
+_SAVE_FORMAT = 2
+
+
+class IvfIndex:
+    """Approximate nearest-face search for large galleries: a FAISS inverted file of 4-bit
+    product-quantised codes, scanned with FAISS's fast-scan kernels, then an exact re-rank.
+
+    The first ``train_size`` faces are searched exactly (an in-memory :class:`ExactIndex`). Then
+    k-means files the faces under about √n cells, and each face is held as a short code (dim/10
+    bytes: 64 B at 640-d, 40 times smaller than its float32 encoding). A query scans the ``nprobe``
+    cells nearest to it, takes the ``rerank`` faces with the nearest codes, and orders those by their
+    exact distance, computed from the float32 encodings. The distances it returns are therefore
+    exact, and its top-1 is exact search's whenever that face is among the candidates.
+
+    The float32 encodings live on disk, in a file read through a memory map (in ``spill_dir``,
+    the temporary folder by default; a snapshot's own file after :meth:`load`): at 1M 640-d faces
+    they are 2.6 GB, too much to hold in memory beside the codes. The OS caches the pages the
+    re-rank reads and can drop them when memory is short; the next read of a dropped page goes to
+    the disk. Later faces are filed under the existing cells, removed faces are taken out of
+    theirs, and the index is retrained only when it has grown ``regrow``-fold since training.
+    Latency, recall against exact search and memory are measured in ``bench/bench_gallery_scale.py``.
+    """
+
+    def __init__(self, dim: int, nprobe: int = 64, train_size: int = 20_000, regrow: float = 16.0,
+                 rerank: int = 256, spill_dir: str | os.PathLike[str] | None = None):
         try:
             import faiss
         except ImportError:
             raise GalleryError("the approximate index needs faiss: pip install faiss-cpu") from None
-        self._faiss = faiss
-        self.dim, self.nprobe, self.train_size, self.regrow = dim, nprobe, train_size, regrow
+        self._faiss: Any = faiss
+        self.dim, self.train_size, self.regrow, self.rerank = dim, train_size, regrow, rerank
+        self._nprobe = nprobe
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
         self._exact: ExactIndex | None = ExactIndex(dim)
-        self._ivf = None
+        self._ivf: Any = None
+        self._quantizer: Any = None  # the IVF does not own the quantizer it was built with
+        self._vectors = _SpilledVectors(dim, self.spill_dir)
         self._trained_on = 0
         self._person_of = np.full(1024, -1, np.int64)  # face id → person id (-1: absent)
+        self._slot_of = np.full(1024, -1, np.int64)  # face id → row in self._vectors (-1: absent)
+        self._garbage = 0  # rows in self._vectors whose face was removed
         self._n = 0
 
     def __len__(self) -> int:
@@ -250,108 +399,186 @@ class IvfIndex:
 
     @property
     def trained(self) -> bool:
+        """Whether the index has left exact search for its cells."""
         return self._ivf is not None
 
     @property
+    def nprobe(self) -> int:
+        """Cells a query scans."""
+        return self._nprobe
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._nprobe = int(value)
+        if self._ivf is not None:
+            self._ivf.nprobe = self._nprobe
+
+    @property
     def nbytes(self) -> int:
-        """Memory held: vectors, their ids and the cell centroids, in bytes."""
+        """Memory the index holds, in bytes: the codes, their ids, the cell and sub-quantizer centroids
+        and the id lookups (or the exact index's arrays before training). The float32 rows the
+        re-rank reads are on disk (:attr:`disk_bytes`) and not counted."""
+        lookups = self._person_of.nbytes + self._slot_of.nbytes
         if self._ivf is None:
-            return self._exact.nbytes + self._person_of.nbytes
-        return self._n * (self.dim * 4 + 8) + self._ivf.nlist * self.dim * 4 + self._person_of.nbytes
+            assert self._exact is not None
+            return self._exact.nbytes + lookups
+        ivf = self._ivf
+        invlists = self._faiss.downcast_InvertedLists(ivf.invlists)
+        blocks = sum(-(-invlists.list_size(cell) // invlists.n_per_block) for cell in range(ivf.nlist))
+        codes = blocks * invlists.block_size + ivf.ntotal * 8
+        centroids = (ivf.nlist + ivf.pq.ksub) * self.dim * 4  # the cells', and the sub-quantizers' (ksub × dim)
+        return int(codes + centroids + lookups)
+
+    @property
+    def disk_bytes(self) -> int:
+        """Bytes of the memory-mapped file(s) of float32 rows that the re-rank reads (0 before training)."""
+        return self._vectors.disk_bytes if self._ivf is not None else 0
+
+    def drop_page_cache(self) -> None:
+        """Drop the cached pages of the re-rank's rows, so that the next searches read them from disk.
+
+        For measuring a cold re-rank; after a bulk build it also hands the written pages back early.
+        """
+        self._vectors.drop_page_cache()
 
     def add(self, face_ids: np.ndarray, person_ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, self.dim))
-        face_ids = np.asarray(face_ids, np.int64)
+        face_ids = np.asarray(face_ids, np.int64).reshape(-1)
+        person_ids = np.asarray(person_ids, np.int64).reshape(-1)
         if len(vectors) == 0:
             return
         self._person_of = _cover(self._person_of, face_ids)
-        self._person_of[face_ids] = np.asarray(person_ids, np.int64)
+        self._person_of[face_ids] = person_ids
+        self._slot_of = _cover(self._slot_of, face_ids)
         self._n += len(vectors)
-        if self._ivf is None:
-            self._exact.add(face_ids, person_ids, vectors)
-            if len(self._exact) >= self.train_size:
-                self._train(*self._exact.export())
+        if self._exact is not None:
+            if len(self._exact) + len(vectors) < self.train_size:
+                self._exact.add(face_ids, person_ids, vectors)
+                return
+            held_ids, held = self._exact.arrays()
+            self._train(np.concatenate([held_ids, face_ids]), _rows_of([held, vectors]))
+            return
+        self._slot_of[face_ids] = self._vectors.append(vectors)
+        if self._n > self.regrow * self._trained_on:
+            self._retrain()
         else:
             self._ivf.add_with_ids(vectors, face_ids)
-            if self._n > self.regrow * self._trained_on:
-                self._train(*self._export_ivf())
 
-    def _export_ivf(self) -> tuple[np.ndarray, np.ndarray]:
-        invlists = self._ivf.invlists
-        ids, vecs = [], []
-        for cell in range(self._ivf.nlist):
-            size = invlists.list_size(cell)
-            if size:
-                ids.append(self._faiss.rev_swig_ptr(invlists.get_ids(cell), size).copy())
-                codes = self._faiss.rev_swig_ptr(invlists.get_codes(cell), size * self.dim * 4)
-                vecs.append(np.frombuffer(codes.tobytes(), np.float32).reshape(size, self.dim))
-        return np.concatenate(ids), np.concatenate(vecs)
+    def _live(self) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """(face ids held, a function from positions among them to their rows)."""
+        face_ids = np.flatnonzero(self._slot_of >= 0)
+        slots, vectors = self._slot_of[face_ids], self._vectors
+        return face_ids, lambda positions: vectors.rows(slots[positions])
 
-    def _train(self, face_ids: np.ndarray, vectors: np.ndarray) -> None:
-        n = len(vectors)
-        nlist = int(np.clip(np.sqrt(n), 16, 65_536))
-        quantizer = self._faiss.IndexFlatL2(self.dim)
-        ivf = self._faiss.IndexIVFFlat(quantizer, self.dim, nlist, self._faiss.METRIC_L2)
-        sample = np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)
-        ivf.train(np.ascontiguousarray(vectors[sample]))
-        ivf.add_with_ids(np.ascontiguousarray(vectors), np.asarray(face_ids, np.int64))
-        ivf.nprobe = self.nprobe
-        self._ivf, self._quantizer, self._exact, self._trained_on = ivf, quantizer, None, n
+    def _retrain(self) -> None:
+        self._train(*self._live())
+
+    def _train(self, face_ids: np.ndarray, rows_at: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Build the cells and codes anew over ``face_ids`` and write their rows to a new row file."""
+        faiss, n = self._faiss, len(face_ids)
+        # About √n cells, and at least 40 training faces per cell (FAISS's k-means asks for 39).
+        nlist = int(max(1, min(np.sqrt(n), n // 40, 65_536)))
+        quantizer = faiss.IndexFlatL2(self.dim)
+        ivf = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, _pq_subquantizers(self.dim), 4)
+        sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False))
+        ivf.train(rows_at(sample))
+        vectors = _SpilledVectors(self.dim, self.spill_dir)
+        slot_of = np.full(len(self._slot_of), -1, np.int64)
+        for start in range(0, n, _BUILD_CHUNK):
+            positions = np.arange(start, min(n, start + _BUILD_CHUNK))
+            rows, ids = rows_at(positions), face_ids[positions]
+            ivf.add_with_ids(rows, ids)
+            slot_of[ids] = vectors.append(rows)
+        ivf.nprobe = self._nprobe
+        self._ivf, self._quantizer, self._vectors, self._slot_of = ivf, quantizer, vectors, slot_of
+        self._exact, self._trained_on, self._garbage = None, n, 0
+
+    def _compact(self) -> None:
+        """Rewrite the row file with the live faces' rows only."""
+        face_ids, rows_at = self._live()
+        vectors = _SpilledVectors(self.dim, self.spill_dir)
+        for start in range(0, len(face_ids), _BUILD_CHUNK):
+            positions = np.arange(start, min(len(face_ids), start + _BUILD_CHUNK))
+            self._slot_of[face_ids[positions]] = vectors.append(rows_at(positions))
+        self._vectors, self._garbage = vectors, 0
 
     def save(self, folder: Path) -> None:
-        """Write the index to ``folder``, for :meth:`load`."""
-        state = {"trained_on": self._trained_on, "n": self._n, "nprobe": self.nprobe,
-                 "train_size": self.train_size, "regrow": self.regrow}
+        """Write the index to ``folder``, for :meth:`load`: the FAISS index, and the float32 rows as one
+        raw file that :meth:`load` memory-maps."""
+        state = {"format": _SAVE_FORMAT, "trained_on": self._trained_on, "n": self._n, "nprobe": self._nprobe,
+                 "train_size": self.train_size, "regrow": self.regrow, "rerank": self.rerank}
         np.save(folder / "person_of.npy", self._person_of)
-        if self._ivf is None:
+        if self._exact is not None:
             self._exact.save(folder)
         else:
             self._faiss.write_index(self._ivf, str(folder / "ivf.faiss"))
+            face_ids, rows_at = self._live()
+            np.save(folder / "rerank_face_ids.npy", face_ids)
+            with open(folder / "rerank_vectors.f32", "wb") as out:
+                for start in range(0, len(face_ids), _BUILD_CHUNK):
+                    rows_at(np.arange(start, min(len(face_ids), start + _BUILD_CHUNK))).tofile(out)
         (folder / "ivf.json").write_text(json.dumps(state))
 
     @classmethod
-    def load(cls, folder: Path, dim: int) -> IvfIndex:
-        """The index saved in ``folder``."""
+    def load(cls, folder: Path, dim: int, spill_dir: str | os.PathLike[str] | None = None) -> IvfIndex:
+        """The index saved in ``folder``. Its float32 rows are memory-mapped from there, not read;
+        faces added later go to a file of its own in ``spill_dir``."""
         state = json.loads((folder / "ivf.json").read_text())
-        index = cls(dim, nprobe=state["nprobe"], train_size=state["train_size"], regrow=state["regrow"])
+        if state.get("format") != _SAVE_FORMAT:
+            raise ValueError(f"{folder}: saved by another version of the approximate index")
+        index = cls(dim, nprobe=state["nprobe"], train_size=state["train_size"], regrow=state["regrow"],
+                    rerank=state["rerank"], spill_dir=spill_dir)
         index._person_of = np.load(folder / "person_of.npy")
         index._n, index._trained_on = int(state["n"]), int(state["trained_on"])
         if (folder / "ivf.faiss").exists():
-            index._ivf = index._faiss.read_index(str(folder / "ivf.faiss"))
-            index._ivf.nprobe = index.nprobe
-            index._exact = None
-            if index._ivf.d != dim or index._ivf.ntotal != index._n:
-                raise ValueError(f"{folder}: saved IVF index does not match")
+            ivf = index._faiss.read_index(str(folder / "ivf.faiss"))
+            face_ids = np.load(folder / "rerank_face_ids.npy")
+            if ivf.d != dim or ivf.ntotal != index._n or len(face_ids) != index._n:
+                raise ValueError(f"{folder}: saved approximate index does not match")
+            ivf.nprobe = index._nprobe
+            index._ivf, index._exact = ivf, None
+            index._vectors = _SpilledVectors(dim, index.spill_dir, base=folder / "rerank_vectors.f32",
+                                             base_rows=len(face_ids))
+            index._slot_of = _cover(np.full(len(index._person_of), -1, np.int64), face_ids)
+            index._slot_of[face_ids] = np.arange(len(face_ids))
         else:
             index._exact = ExactIndex.load(folder, dim)
             if len(index._exact) != index._n:
                 raise ValueError(f"{folder}: saved index does not match")
+            index._slot_of = np.full(len(index._person_of), -1, np.int64)
         return index
 
     def remove(self, face_ids: np.ndarray) -> None:
-        face_ids = np.asarray(face_ids, np.int64)
+        face_ids = np.unique(np.asarray(face_ids, np.int64))
         face_ids = face_ids[(face_ids >= 0) & (face_ids < len(self._person_of))]
         face_ids = face_ids[self._person_of[face_ids] >= 0]
         if len(face_ids) == 0:
             return
         self._person_of[face_ids] = -1
         self._n -= len(face_ids)
-        if self._ivf is None:
+        if self._exact is not None:
             self._exact.remove(face_ids)
-        else:
-            self._ivf.remove_ids(self._faiss.IDSelectorArray(len(face_ids), self._faiss.swig_ptr(face_ids)))
+            return
+        self._ivf.remove_ids(self._faiss.IDSelectorBatch(face_ids))
+        self._slot_of[face_ids] = -1
+        self._garbage += len(face_ids)
+        if self._garbage > max(self._n, _COMPACT_MIN_GARBAGE):
+            self._compact()
 
     def search(self, queries: np.ndarray, k: int, match: Match = "nearest") -> list[list[Hit]]:
-        if self._ivf is None:
+        if self._exact is not None:
             return self._exact.search(queries, k, match)
         if match != "nearest":
             raise GalleryError("the approximate index matches the nearest face only; use index='exact' for 'mean'")
         queries = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
         if self._n == 0 or k <= 0:
             return [[] for _ in queries]
-        sq, labels = self._ivf.search(queries, min(self._n, 4 * k + 16))
+        _, labels = self._ivf.search(queries, min(self._n, max(self.rerank, 4 * k + 16)))
         out = []
-        for sq_row, id_row in zip(sq, labels):
-            ok = id_row >= 0
-            out.append(_top_people(id_row[ok], sq_row[ok], self._person_of, k))
+        for query, face_ids in zip(queries, labels):
+            face_ids = face_ids[face_ids >= 0]
+            diff = self._vectors.rows(self._slot_of[face_ids]) - query
+            sq = np.einsum("ij,ij->i", diff, diff)
+            order = np.argsort(sq, kind="stable")
+            out.append(_top_people(face_ids[order], sq[order], self._person_of, k))
         return out

@@ -52,6 +52,7 @@ __all__ = [
 
 def check(image_or_frames: ImageSource | Sequence[ImageSource], *, faces: Sequence[Face] | None = None,
           challenge: Sequence[str] | None = None, fps: float | None = None, detector: str = DEFAULT_DETECTOR,
+          min_face_size: float | None = None, min_score: float | None = None,
           model_path: str | os.PathLike | None = None) -> LivenessResult:
     """Is the largest face live? Returns a :class:`LivenessResult` (``live`` True, False or None).
 
@@ -61,26 +62,28 @@ def check(image_or_frames: ImageSource | Sequence[ImageSource], *, faces: Sequen
     adds blinks, planarity and, when ``challenge`` (from :func:`new_challenge`) is given, the
     head-turn challenge. Without a challenge a replayed video cannot be ruled out (it blinks and is
     not planar): the evidence says so, and :func:`require_live` refuses such a clip.
-    ``fps`` is the sequence's frame rate (read from a video file; 30 when unknown).
+    ``fps`` is the sequence's frame rate (read from a video file; 30 when unknown). ``detector``,
+    ``min_face_size`` and ``min_score`` are :func:`visage.detect`'s (a clip's frames look for faces
+    of at least 12% of the shorter side unless ``min_face_size`` is given).
     """
     from .passive import load_model
 
     model = load_model(model_path)
     if isinstance(image_or_frames, (str, os.PathLike)) and is_video(image_or_frames):
         frames, file_fps = read_frames(image_or_frames)
-        return check_frames(frames, track_largest(frames, detector), str(image_or_frames), fps or file_fps,
-                            challenge, model)
+        track = track_largest(frames, detector, min_face_size=min_face_size, min_score=min_score)
+        return check_frames(frames, track, str(image_or_frames), fps or file_fps, challenge, model)
     if _is_sequence(image_or_frames):
         frames = [load_image(f).pixels for f in image_or_frames]
         if not frames:
             raise ImageError("no frames given")
-        return check_frames(frames, track_largest(frames, detector), f"<{len(frames)} frames>", fps or 30.0,
-                            challenge, model)
+        track = track_largest(frames, detector, min_face_size=min_face_size, min_score=min_score)
+        return check_frames(frames, track, f"<{len(frames)} frames>", fps or 30.0, challenge, model)
     if challenge:
         raise ImageError("a challenge needs a video or a frame sequence, not a single image")
     img = load_image(image_or_frames)
     if faces is None:
-        faces = detect_faces(img.pixels, detector, landmarks68=False)
+        faces = detect_faces(img.pixels, detector, min_face_size, landmarks68=False, min_score=min_score)
     return check_image(img.pixels, faces, img.name, model)
 
 
