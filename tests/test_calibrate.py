@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from visage.cli import main
+from visage.config import DEFAULT_ENCODER
+from visage.encoders import get_encoder
 from visage.errors import VisageError
 from visage.evaluation.calibration import (PairCalibration, distance_threshold_at_far, fit_pair_calibration,
                                            fit_pair_head, load_pair_calibration, pair_features)
@@ -114,7 +116,7 @@ def test_calibrate_cli_writes_report_curves_and_a_usable_calibration(small_pairs
     from visage.evaluation.verification import Calibration
 
     plain = Calibration.load(tmp_path / "cal" / "distance_calibration.json")
-    assert plain.threshold == cal.distance.threshold and cal.encoder == "dlib-resnet-v1"
+    assert plain.threshold == cal.distance.threshold and cal.encoder == get_encoder(DEFAULT_ENCODER).name
 
 
 def test_eval_cli_compares_encoders_side_by_side(small_pairs, capsys):

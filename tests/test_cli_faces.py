@@ -11,6 +11,8 @@ import pytest
 from PIL import Image as PILImage
 
 from visage.cli import main
+from visage.config import DEFAULT_ENCODER
+from visage.encoders import get_encoder
 from visage.evaluation.verification import default_calibration
 
 
@@ -33,7 +35,7 @@ def test_verify_exit_codes_and_json(capsys, photos):
     result = json.loads(out)
     assert code == 0 and result["same"] is True
     assert set(result) >= {"distance", "threshold", "same", "probability"}
-    assert result["threshold"] == default_calibration("dlib-resnet-v1").threshold
+    assert result["threshold"] == default_calibration(get_encoder(DEFAULT_ENCODER).name).threshold
     assert result["distance"] < result["threshold"] and result["probability"] > 0.5
 
     code, out, _ = run(capsys, "verify", photos["obama"], photos["biden"], "--json")
@@ -41,8 +43,8 @@ def test_verify_exit_codes_and_json(capsys, photos):
     assert code == 1 and result["same"] is False and result["distance"] > result["threshold"]
     assert result["probability"] < 0.5
 
-    code, out, _ = run(capsys, "verify", photos["obama"], photos["biden"], "--threshold", "0.9")
-    assert code == 0 and "SAME" in out and "threshold 0.9000" in out
+    code, out, _ = run(capsys, "verify", photos["obama"], photos["biden"], "--threshold", "1.5")
+    assert code == 0 and "SAME" in out and "threshold 1.5000" in out
 
 
 def test_verify_errors_exit_2_and_name_the_file(capsys, photos, tmp_path):
@@ -75,7 +77,7 @@ def test_encode_json(capsys, photos):
     code, out, _ = run(capsys, "encode", photos["obama"], "--json")
     result = json.loads(out)
     assert code == 0 and len(result["faces"]) == 1
-    assert len(result["faces"][0]["encoding"]) == 128 and result["faces"][0]["embedding"] == "dlib-resnet-v1"
+    assert len(result["faces"][0]["encoding"]) == 640 and result["faces"][0]["embedding"] == get_encoder(DEFAULT_ENCODER).name
     code, _, err = run(capsys, "encode", photos["group"], "--which", "one")
     assert code == 2 and "expected exactly one face" in err
 

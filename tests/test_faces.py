@@ -113,7 +113,7 @@ def test_astronaut_is_herself_after_resizing_and_relighting():
     assert len(found) == 1
     box = found[0].face.box  # the astronaut's head, top centre of the photo
     assert 150 < (box.left + box.right) / 2 < 300 and (box.top + box.bottom) / 2 < 200
-    assert found[0].encoding.shape == (128,) and found[0].encoding.dtype == np.float32
+    assert found[0].encoding.shape == (640,) and found[0].encoding.dtype == np.float32
     darker = np.asarray(PILImage.fromarray((photo * 0.7).astype(np.uint8)).resize((400, 400)))
     result = visage.verify(photo, darker)
     assert result.same and result.distance < 0.3 and result.probability > 0.9

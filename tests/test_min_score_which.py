@@ -16,6 +16,7 @@ import pytest
 from PIL import Image as PILImage
 
 import visage
+from visage.api import encode_many
 from visage.cli import build_parser, main
 from visage.config import DEFAULT_MIN_SCORE
 from visage.faces.detect import min_score_for
@@ -51,6 +52,10 @@ def test_the_default_floor_drops_the_patch_and_keeps_the_astronauts_face(astrona
     assert visage.detect(astronaut_png, min_score=real.score + 0.01, landmarks68=False) == []
     assert len(visage.encode(astronaut_png, min_score=0.0)) == 2
     assert [e.face.box for e in visage.encode(astronaut_png)] == [real.box]
+    (batched,) = visage.encode_batch([astronaut_png])
+    assert [e.face.box for e in batched] == [real.box]
+    default_run, no_floor = (next(encode_many([astronaut_png], min_score=s)) for s in (None, 0.0))
+    assert [e.face.box for e in default_run.encodings] == [real.box] and len(no_floor.encodings) == 2
 
 
 def test_each_detector_has_its_own_default_floor():
@@ -183,3 +188,22 @@ def test_verify_json_boxes_match_what_detect_finds(two_people, capsys):
     assert result["face_a"] == result["face_b"] == face.box.to_dict()
     assert result["warnings"] == []
     assert np.isclose(result["distance"], 0.0, atol=1e-5)
+
+
+def test_best_with_require_live_checks_the_faces_compared(shared_data, tmp_path):
+    from visage.errors import SpoofError
+
+    pad = shared_data / "pad"
+    if not (pad / "MANIFEST.tsv").is_file():
+        pytest.skip(f"no real attack set at {pad}")
+    subject = "nuaa_imironica__db__{kind}Raw__0004__0004_01_{take}.jpg"
+    real = pad / "real" / subject.format(kind="Client", take="00_01_466")
+    real_again = pad / "real" / subject.format(kind="Client", take="06_03_176")
+    printed = pad / "print" / subject.format(kind="Imposter", take="00_01_254")
+    with pytest.raises(SpoofError, match="liveness check refused"):
+        visage.verify(real, printed, which="best", require_live=True)
+    blank = tmp_path / "blank.png"
+    PILImage.fromarray(np.full((200, 200, 3), 127, np.uint8)).save(blank)
+    with pytest.raises(SpoofError, match="no face"):  # no face is no evidence of a live one
+        visage.verify(real, blank, which="best", require_live=True)
+    assert visage.verify(real, real_again, which="best", require_live=True).same

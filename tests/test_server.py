@@ -162,7 +162,7 @@ def test_encode_and_face_count(server, photos):
     answer = post_image(server, "/v1/encode", photos["obama"], which="one")
     assert answer.status_code == 200
     faces = answer.json()["faces"]
-    assert len(faces) == 1 and len(faces[0]["encoding"]) == 128 and faces[0]["encoder"]
+    assert len(faces) == 1 and len(faces[0]["encoding"]) == 640 and faces[0]["encoder"]
     import visage
 
     direct = visage.encode(photos["obama"], which="one")[0].encoding  # the service adds nothing of its own

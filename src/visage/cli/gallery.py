@@ -10,10 +10,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..encoders import DEFAULT_ENCODER
-from ..errors import GalleryError
+from ..errors import GalleryError, VisageError
 from .faces import add_calibration_option, add_encoder_option
+
+if TYPE_CHECKING:
+    from ..gallery import Gallery
 
 
 def _common(p: argparse.ArgumentParser, json_flag: bool = True, of_gallery: bool = True) -> None:
@@ -213,6 +217,14 @@ def run_people(args) -> int:
     return 0
 
 
+def _identify_threshold(gallery: Gallery) -> float | None:
+    """The threshold identify would use now; None when the gallery's encoder has no calibration yet."""
+    try:
+        return gallery.threshold()
+    except VisageError:
+        return None
+
+
 def _say(args, data: dict, text: str) -> None:
     print(json.dumps(data) if args.json else text)
 
@@ -231,7 +243,7 @@ def run_gallery(args) -> int:
             info = {"location": gallery.location, "encoder": gallery.stored_encoder_key,
                     "embedding": bound[0] if bound else None, "dim": bound[1] if bound else None, "people": len(people),
                     "faces": sum(p.faces for p in people),
-                    "identify_threshold": gallery.threshold() if bound else None}
+                    "identify_threshold": _identify_threshold(gallery) if bound else None}
             _say(args, info, "\n".join(f"{k}: {v}" for k, v in info.items()))
         elif args.action == "audit":
             rows = gallery.audit(args.limit)

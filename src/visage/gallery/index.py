@@ -348,8 +348,8 @@ def _rows_of(parts: Sequence[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
 
 #: Faces filed into a new index (and written to its row file) per FAISS call while it is built.
 _BUILD_CHUNK = 32_768
-#: Removed faces' rows stay in the row file until they outnumber the live ones (and this many).
-_COMPACT_MIN_GARBAGE = 10_000
+#: Removed faces' codes and rows stay (hidden) until they are a quarter of the live ones and this many.
+_PURGE_MIN_REMOVED = 10_000
 #: Format of :meth:`IvfIndex.save`: 2 is fast-scan PQ codes plus the float32 rows for the re-rank.
 _SAVE_FORMAT = 2
 
@@ -372,6 +372,11 @@ class IvfIndex:
     the disk. Later faces are filed under the existing cells, removed faces are taken out of
     theirs, and the index is retrained only when it has grown ``regrow``-fold since training.
     Latency, recall against exact search and memory are measured in ``bench/bench_gallery_scale.py``.
+
+    Removed faces are hidden, not taken out of FAISS's lists: in faiss 1.15, ``remove_ids`` on
+    fast-scan lists corrupts the codes added to them afterwards (a face added after a removal is
+    no longer found). Their codes and rows are purged, by refiling the live faces under the same
+    cells, once they are a quarter of the live faces.
     """
 
     def __init__(self, dim: int, nprobe: int = 64, train_size: int = 20_000, regrow: float = 16.0,
@@ -391,7 +396,7 @@ class IvfIndex:
         self._trained_on = 0
         self._person_of = np.full(1024, -1, np.int64)  # face id → person id (-1: absent)
         self._slot_of = np.full(1024, -1, np.int64)  # face id → row in self._vectors (-1: absent)
-        self._garbage = 0  # rows in self._vectors whose face was removed
+        self._removed = 0  # faces removed since the codes were built: their codes and rows are still held
         self._n = 0
 
     def __len__(self) -> int:
@@ -401,6 +406,11 @@ class IvfIndex:
     def trained(self) -> bool:
         """Whether the index has left exact search for its cells."""
         return self._ivf is not None
+
+    @property
+    def cells(self) -> int:
+        """Number of IVF cells (0 before training)."""
+        return int(self._ivf.nlist) if self._ivf is not None else 0
 
     @property
     def nprobe(self) -> int:
@@ -491,22 +501,25 @@ class IvfIndex:
             slot_of[ids] = vectors.append(rows)
         ivf.nprobe = self._nprobe
         self._ivf, self._quantizer, self._vectors, self._slot_of = ivf, quantizer, vectors, slot_of
-        self._exact, self._trained_on, self._garbage = None, n, 0
+        self._exact, self._trained_on, self._removed = None, n, 0
 
-    def _compact(self) -> None:
-        """Rewrite the row file with the live faces' rows only."""
+    def _purge(self) -> None:
+        """Drop removed faces' codes and rows: file the live faces anew under the same cells and codebooks."""
         face_ids, rows_at = self._live()
         vectors = _SpilledVectors(self.dim, self.spill_dir)
+        self._ivf.reset()
         for start in range(0, len(face_ids), _BUILD_CHUNK):
             positions = np.arange(start, min(len(face_ids), start + _BUILD_CHUNK))
-            self._slot_of[face_ids[positions]] = vectors.append(rows_at(positions))
-        self._vectors, self._garbage = vectors, 0
+            rows, ids = rows_at(positions), face_ids[positions]
+            self._ivf.add_with_ids(rows, ids)
+            self._slot_of[ids] = vectors.append(rows)
+        self._vectors, self._removed = vectors, 0
 
     def save(self, folder: Path) -> None:
         """Write the index to ``folder``, for :meth:`load`: the FAISS index, and the float32 rows as one
         raw file that :meth:`load` memory-maps."""
-        state = {"format": _SAVE_FORMAT, "trained_on": self._trained_on, "n": self._n, "nprobe": self._nprobe,
-                 "train_size": self.train_size, "regrow": self.regrow, "rerank": self.rerank}
+        state = {"format": _SAVE_FORMAT, "trained_on": self._trained_on, "n": self._n, "removed": self._removed,
+                 "nprobe": self._nprobe, "train_size": self.train_size, "regrow": self.regrow, "rerank": self.rerank}
         np.save(folder / "person_of.npy", self._person_of)
         if self._exact is not None:
             self._exact.save(folder)
@@ -529,11 +542,11 @@ class IvfIndex:
         index = cls(dim, nprobe=state["nprobe"], train_size=state["train_size"], regrow=state["regrow"],
                     rerank=state["rerank"], spill_dir=spill_dir)
         index._person_of = np.load(folder / "person_of.npy")
-        index._n, index._trained_on = int(state["n"]), int(state["trained_on"])
+        index._n, index._trained_on, index._removed = int(state["n"]), int(state["trained_on"]), int(state["removed"])
         if (folder / "ivf.faiss").exists():
             ivf = index._faiss.read_index(str(folder / "ivf.faiss"))
             face_ids = np.load(folder / "rerank_face_ids.npy")
-            if ivf.d != dim or ivf.ntotal != index._n or len(face_ids) != index._n:
+            if ivf.d != dim or ivf.ntotal != index._n + index._removed or len(face_ids) != index._n:
                 raise ValueError(f"{folder}: saved approximate index does not match")
             ivf.nprobe = index._nprobe
             index._ivf, index._exact = ivf, None
@@ -559,11 +572,10 @@ class IvfIndex:
         if self._exact is not None:
             self._exact.remove(face_ids)
             return
-        self._ivf.remove_ids(self._faiss.IDSelectorBatch(face_ids))
-        self._slot_of[face_ids] = -1
-        self._garbage += len(face_ids)
-        if self._garbage > max(self._n, _COMPACT_MIN_GARBAGE):
-            self._compact()
+        self._slot_of[face_ids] = -1  # hidden from search (see the class's docstring)
+        self._removed += len(face_ids)
+        if self._removed > max(self._n // 4, _PURGE_MIN_REMOVED):
+            self._purge()
 
     def search(self, queries: np.ndarray, k: int, match: Match = "nearest") -> list[list[Hit]]:
         if self._exact is not None:
@@ -573,10 +585,14 @@ class IvfIndex:
         queries = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
         if self._n == 0 or k <= 0:
             return [[] for _ in queries]
-        _, labels = self._ivf.search(queries, min(self._n, max(self.rerank, 4 * k + 16)))
+        held = self._n + self._removed
+        # Ask for more candidates by the share of removed faces still among the codes.
+        wanted = min(held, -(-max(self.rerank, 4 * k + 16) * held // self._n))
+        _, labels = self._ivf.search(queries, wanted)
         out = []
         for query, face_ids in zip(queries, labels):
             face_ids = face_ids[face_ids >= 0]
+            face_ids = face_ids[self._slot_of[face_ids] >= 0]
             diff = self._vectors.rows(self._slot_of[face_ids]) - query
             sq = np.einsum("ij,ij->i", diff, diff)
             order = np.argsort(sq, kind="stable")
