@@ -323,9 +323,9 @@ class _SpilledVectors:
 def _pq_subquantizers(dim: int) -> int:
     """How many 4-bit sub-quantizers encode a ``dim``-d vector: an even divisor of ``dim`` near dim/5.
 
-    Five dimensions per 4-bit code (dim/10 bytes a vector; 64 B at 640-d) ranked the exact nearest
-    face among the top 256 codes for every query at 1M (bench/bench_gallery_scale.py); ten
-    dimensions per code (32 B) missed one query in twenty.
+    Five dimensions per 4-bit code (dim/10 bytes a vector; 64 B at 640-d) put the exact nearest
+    face among the top 256 codes for 99% of the face-like queries at 1M in a trial; ten
+    dimensions per code (32 B) missed one in twenty.
     """
     divisors = [m for m in range(2, dim + 1, 2) if dim % m == 0] or [1]
     return min(divisors, key=lambda m: (abs(m - dim / 5), -m))
@@ -346,37 +346,94 @@ def _rows_of(parts: Sequence[np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     return rows_at
 
 
+class _RerankRows:
+    """Every face's encoding twice, under one slot: an 8-bit code in memory, to re-rank the many
+    candidates of the coarse codes, and the float32 encoding on disk (:class:`_SpilledVectors`),
+    for the exact distances of the few best.
+
+    The 8-bit code of a value is its place in its dimension's range (``low`` to ``low + 255·step``,
+    from a training sample; values outside are clipped), so decoding is off by at most step/2.
+    """
+
+    def __init__(self, low: np.ndarray, step: np.ndarray, exact: _SpilledVectors, codes: np.ndarray | None = None,
+                 capacity: int = 0):
+        self.low, self.step, self.exact = low.astype(np.float32), step.astype(np.float32), exact
+        self._n = len(codes) if codes is not None else 0
+        self._codes = codes if codes is not None else np.zeros((capacity, len(low)), np.uint8)
+        if self._n != len(exact):
+            raise ValueError(f"{self._n} codes for {len(exact)} float32 rows")
+
+    @classmethod
+    def fit(cls, sample: np.ndarray, folder: Path | None, capacity: int = 0) -> _RerankRows:
+        """Empty rows whose 8-bit ranges cover ``sample``, with room for ``capacity`` codes."""
+        low, high = sample.min(axis=0), sample.max(axis=0)
+        return cls(low, np.maximum((high - low) / 255, 1e-12), _SpilledVectors(sample.shape[1], folder),
+                   capacity=capacity)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the 8-bit codes (their capacity) and ranges, in bytes."""
+        return self._codes.nbytes + self.low.nbytes + self.step.nbytes
+
+    def append(self, rows: np.ndarray) -> np.ndarray:
+        """Store ``rows`` after the last slot. Returns their slots."""
+        end = self._n + len(rows)
+        if end > len(self._codes):
+            # Grow by an eighth, not twofold: at 1M faces the codes are 640 MB, and doubling would
+            # take the index over 1 GB for the sake of one more face.
+            self._codes = _grow(self._codes, max(end, len(self._codes) + len(self._codes) // 8, 1024))
+        self._codes[self._n:end] = np.clip(np.rint((rows - self.low) / self.step), 0, 255)
+        self._n = end
+        return self.exact.append(rows)
+
+    def approx(self, slots: np.ndarray) -> np.ndarray:
+        """The decoded 8-bit rows at ``slots``, (len(slots), dim) float32."""
+        return self._codes[slots] * self.step + self.low
+
+    def codes(self) -> np.ndarray:
+        """The 8-bit codes of every slot, a view."""
+        return self._codes[: self._n]
+
+
 #: Faces filed into a new index (and written to its row file) per FAISS call while it is built.
 _BUILD_CHUNK = 32_768
 #: Removed faces' codes and rows stay (hidden) until they are a quarter of the live ones and this many.
 _PURGE_MIN_REMOVED = 10_000
-#: Format of :meth:`IvfIndex.save`: 2 is fast-scan PQ codes plus the float32 rows for the re-rank.
-_SAVE_FORMAT = 2
+#: Candidates whose exact distance is computed, at least: the nearest by their 8-bit codes.
+_EXACT_MIN = 16
+#: Format of :meth:`IvfIndex.save`: 3 is fast-scan PQ codes, 8-bit codes and float32 rows.
+_SAVE_FORMAT = 3
 
 
 class IvfIndex:
-    """Approximate nearest-face search for large galleries: a FAISS inverted file of 4-bit
-    product-quantised codes, scanned with FAISS's fast-scan kernels, then an exact re-rank.
+    """Approximate nearest-face search for large galleries, in three steps: an inverted file of
+    coarse codes, a re-rank by finer codes in memory, and exact distances for the few best.
 
     The first ``train_size`` faces are searched exactly (an in-memory :class:`ExactIndex`). Then
-    k-means files the faces under about √n cells, and each face is held as a short code (dim/10
-    bytes: 64 B at 640-d, 40 times smaller than its float32 encoding). A query scans the ``nprobe``
-    cells nearest to it, takes the ``rerank`` faces with the nearest codes, and orders those by their
-    exact distance, computed from the float32 encodings. The distances it returns are therefore
-    exact, and its top-1 is exact search's whenever that face is among the candidates.
+    k-means files the faces under about √n cells, and each face gets two codes:
 
-    The float32 encodings live on disk, in a file read through a memory map (in ``spill_dir``,
-    the temporary folder by default; a snapshot's own file after :meth:`load`): at 1M 640-d faces
-    they are 2.6 GB, too much to hold in memory beside the codes. The OS caches the pages the
-    re-rank reads and can drop them when memory is short; the next read of a dropped page goes to
-    the disk. Later faces are filed under the existing cells, removed faces are taken out of
-    theirs, and the index is retrained only when it has grown ``regrow``-fold since training.
-    Latency, recall against exact search and memory are measured in ``bench/bench_gallery_scale.py``.
+    1. a 4-bit product-quantised code of dim/10 bytes (64 B at 640-d), in FAISS's fast-scan
+       layout. A query scans the ``nprobe`` cells nearest to it and keeps the ``rerank`` faces
+       whose codes are nearest. These codes are cheap enough to scan many cells, which faces
+       need: they crowd together, so a face's nearest neighbour is often in another cell;
+    2. an 8-bit code of every value (dim bytes), in memory. Those ``rerank`` candidates are
+       ordered by it, which is within about 0.1% of their exact distance;
+    3. the float32 encoding, on disk in a file read through a memory map (``spill_dir``, the
+       temporary folder by default; a snapshot's own file after :meth:`load`). The best
+       candidates, at least 16, get their exact distance from it and are ordered by that.
 
-    Removed faces are hidden, not taken out of FAISS's lists: in faiss 1.15, ``remove_ids`` on
-    fast-scan lists corrupts the codes added to them afterwards (a face added after a removal is
-    no longer found). Their codes and rows are purged, by refiling the live faces under the same
-    cells, once they are a quarter of the live faces.
+    So the distances returned are exact, and the top-1 is exact search's whenever that face is
+    among the candidates. At 1M 640-d faces the index holds about 730 MB in memory (mostly the
+    8-bit codes), against 2.6 GB of float32; a query reads about 16 float32 rows from the file,
+    and the OS caches them (and may drop them when memory is short).
+
+    Later faces are filed under the existing cells, and the index is retrained only when it has
+    grown ``regrow``-fold since training. Removed faces are hidden, not taken out of FAISS's
+    lists: in faiss 1.15, ``remove_ids`` on fast-scan lists corrupts the codes added to them
+    afterwards (a face added after a removal is no longer found). Their codes and rows are
+    purged, by filing the live faces anew under the same cells, once they are a quarter of the
+    live faces. Latency, recall against exact search and memory are measured in
+    ``bench/bench_gallery_scale.py``.
     """
 
     def __init__(self, dim: int, nprobe: int = 64, train_size: int = 20_000, regrow: float = 16.0,
@@ -392,10 +449,10 @@ class IvfIndex:
         self._exact: ExactIndex | None = ExactIndex(dim)
         self._ivf: Any = None
         self._quantizer: Any = None  # the IVF does not own the quantizer it was built with
-        self._vectors = _SpilledVectors(dim, self.spill_dir)
+        self._rows: _RerankRows | None = None
         self._trained_on = 0
         self._person_of = np.full(1024, -1, np.int64)  # face id → person id (-1: absent)
-        self._slot_of = np.full(1024, -1, np.int64)  # face id → row in self._vectors (-1: absent)
+        self._slot_of = np.full(1024, -1, np.int64)  # face id → slot in self._rows (-1: absent)
         self._removed = 0  # faces removed since the codes were built: their codes and rows are still held
         self._n = 0
 
@@ -425,31 +482,32 @@ class IvfIndex:
 
     @property
     def nbytes(self) -> int:
-        """Memory the index holds, in bytes: the codes, their ids, the cell and sub-quantizer centroids
-        and the id lookups (or the exact index's arrays before training). The float32 rows the
-        re-rank reads are on disk (:attr:`disk_bytes`) and not counted."""
+        """Memory the index holds, in bytes: the coarse codes and their ids, the 8-bit codes, the cell
+        and sub-quantizer centroids, and the id lookups (or the exact index's arrays before training).
+        The float32 rows are on disk (:attr:`disk_bytes`) and not counted."""
         lookups = self._person_of.nbytes + self._slot_of.nbytes
-        if self._ivf is None:
+        if self._ivf is None or self._rows is None:
             assert self._exact is not None
             return self._exact.nbytes + lookups
         ivf = self._ivf
         invlists = self._faiss.downcast_InvertedLists(ivf.invlists)
         blocks = sum(-(-invlists.list_size(cell) // invlists.n_per_block) for cell in range(ivf.nlist))
-        codes = blocks * invlists.block_size + ivf.ntotal * 8
+        coarse = blocks * invlists.block_size + ivf.ntotal * 8
         centroids = (ivf.nlist + ivf.pq.ksub) * self.dim * 4  # the cells', and the sub-quantizers' (ksub × dim)
-        return int(codes + centroids + lookups)
+        return int(coarse + self._rows.nbytes + centroids + lookups)
 
     @property
     def disk_bytes(self) -> int:
-        """Bytes of the memory-mapped file(s) of float32 rows that the re-rank reads (0 before training)."""
-        return self._vectors.disk_bytes if self._ivf is not None else 0
+        """Bytes of the memory-mapped file(s) of float32 rows (0 before training)."""
+        return self._rows.exact.disk_bytes if self._rows is not None else 0
 
     def drop_page_cache(self) -> None:
-        """Drop the cached pages of the re-rank's rows, so that the next searches read them from disk.
+        """Drop the cached pages of the float32 rows, so that the next searches read them from disk.
 
-        For measuring a cold re-rank; after a bulk build it also hands the written pages back early.
+        For measuring a cold start; after a bulk build it also hands the written pages back early.
         """
-        self._vectors.drop_page_cache()
+        if self._rows is not None:
+            self._rows.exact.drop_page_cache()
 
     def add(self, face_ids: np.ndarray, person_ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(np.asarray(vectors, np.float32).reshape(-1, self.dim))
@@ -468,17 +526,19 @@ class IvfIndex:
             held_ids, held = self._exact.arrays()
             self._train(np.concatenate([held_ids, face_ids]), _rows_of([held, vectors]))
             return
-        self._slot_of[face_ids] = self._vectors.append(vectors)
+        assert self._rows is not None
+        self._slot_of[face_ids] = self._rows.append(vectors)
         if self._n > self.regrow * self._trained_on:
             self._retrain()
         else:
             self._ivf.add_with_ids(vectors, face_ids)
 
     def _live(self) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-        """(face ids held, a function from positions among them to their rows)."""
+        """(face ids held, a function from positions among them to their float32 rows)."""
+        assert self._rows is not None
         face_ids = np.flatnonzero(self._slot_of >= 0)
-        slots, vectors = self._slot_of[face_ids], self._vectors
-        return face_ids, lambda positions: vectors.rows(slots[positions])
+        slots, exact = self._slot_of[face_ids], self._rows.exact
+        return face_ids, lambda positions: exact.rows(slots[positions])
 
     def _retrain(self) -> None:
         self._train(*self._live())
@@ -490,43 +550,48 @@ class IvfIndex:
         nlist = int(max(1, min(np.sqrt(n), n // 40, 65_536)))
         quantizer = faiss.IndexFlatL2(self.dim)
         ivf = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, _pq_subquantizers(self.dim), 4)
-        sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False))
-        ivf.train(rows_at(sample))
-        vectors = _SpilledVectors(self.dim, self.spill_dir)
-        slot_of = np.full(len(self._slot_of), -1, np.int64)
-        for start in range(0, n, _BUILD_CHUNK):
-            positions = np.arange(start, min(n, start + _BUILD_CHUNK))
-            rows, ids = rows_at(positions), face_ids[positions]
-            ivf.add_with_ids(rows, ids)
-            slot_of[ids] = vectors.append(rows)
+        sample = rows_at(np.sort(np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)))
+        ivf.train(sample)
+        rows = _RerankRows.fit(sample, self.spill_dir, capacity=n)
+        self._fill(ivf, rows, face_ids, rows_at)
         ivf.nprobe = self._nprobe
-        self._ivf, self._quantizer, self._vectors, self._slot_of = ivf, quantizer, vectors, slot_of
-        self._exact, self._trained_on, self._removed = None, n, 0
+        self._ivf, self._quantizer, self._exact, self._trained_on = ivf, quantizer, None, n
+
+    def _fill(self, ivf: Any, rows: _RerankRows, face_ids: np.ndarray,
+              rows_at: Callable[[np.ndarray], np.ndarray]) -> None:
+        """File ``face_ids`` into the (trained, empty) ``ivf`` and ``rows``, which become the index's."""
+        slot_of = np.full(len(self._slot_of), -1, np.int64)
+        for start in range(0, len(face_ids), _BUILD_CHUNK):
+            positions = np.arange(start, min(len(face_ids), start + _BUILD_CHUNK))
+            vectors, ids = rows_at(positions), face_ids[positions]
+            ivf.add_with_ids(vectors, ids)
+            slot_of[ids] = rows.append(vectors)
+        self._ivf, self._rows, self._slot_of, self._removed = ivf, rows, slot_of, 0
 
     def _purge(self) -> None:
         """Drop removed faces' codes and rows: file the live faces anew under the same cells and codebooks."""
+        assert self._rows is not None
         face_ids, rows_at = self._live()
-        vectors = _SpilledVectors(self.dim, self.spill_dir)
+        old = self._rows
         self._ivf.reset()
-        for start in range(0, len(face_ids), _BUILD_CHUNK):
-            positions = np.arange(start, min(len(face_ids), start + _BUILD_CHUNK))
-            rows, ids = rows_at(positions), face_ids[positions]
-            self._ivf.add_with_ids(rows, ids)
-            self._slot_of[ids] = vectors.append(rows)
-        self._vectors, self._removed = vectors, 0
+        self._fill(self._ivf, _RerankRows(old.low, old.step, _SpilledVectors(self.dim, self.spill_dir),
+                                          capacity=len(face_ids)), face_ids, rows_at)
 
     def save(self, folder: Path) -> None:
-        """Write the index to ``folder``, for :meth:`load`: the FAISS index, and the float32 rows as one
-        raw file that :meth:`load` memory-maps."""
+        """Write the index to ``folder``, for :meth:`load`: the FAISS index, the 8-bit codes, and the
+        float32 rows as one raw file that :meth:`load` memory-maps."""
         state = {"format": _SAVE_FORMAT, "trained_on": self._trained_on, "n": self._n, "removed": self._removed,
                  "nprobe": self._nprobe, "train_size": self.train_size, "regrow": self.regrow, "rerank": self.rerank}
         np.save(folder / "person_of.npy", self._person_of)
-        if self._exact is not None:
+        if self._exact is not None or self._rows is None:
+            assert self._exact is not None
             self._exact.save(folder)
         else:
             self._faiss.write_index(self._ivf, str(folder / "ivf.faiss"))
             face_ids, rows_at = self._live()
             np.save(folder / "rerank_face_ids.npy", face_ids)
+            np.save(folder / "rerank_codes.npy", self._rows.codes()[self._slot_of[face_ids]])
+            np.save(folder / "rerank_range.npy", np.stack([self._rows.low, self._rows.step]))
             with open(folder / "rerank_vectors.f32", "wb") as out:
                 for start in range(0, len(face_ids), _BUILD_CHUNK):
                     rows_at(np.arange(start, min(len(face_ids), start + _BUILD_CHUNK))).tofile(out)
@@ -543,22 +608,23 @@ class IvfIndex:
                     rerank=state["rerank"], spill_dir=spill_dir)
         index._person_of = np.load(folder / "person_of.npy")
         index._n, index._trained_on, index._removed = int(state["n"]), int(state["trained_on"]), int(state["removed"])
+        index._slot_of = np.full(len(index._person_of), -1, np.int64)
         if (folder / "ivf.faiss").exists():
             ivf = index._faiss.read_index(str(folder / "ivf.faiss"))
             face_ids = np.load(folder / "rerank_face_ids.npy")
             if ivf.d != dim or ivf.ntotal != index._n + index._removed or len(face_ids) != index._n:
                 raise ValueError(f"{folder}: saved approximate index does not match")
+            low, step = np.load(folder / "rerank_range.npy")
+            exact = _SpilledVectors(dim, index.spill_dir, base=folder / "rerank_vectors.f32", base_rows=len(face_ids))
+            index._rows = _RerankRows(low, step, exact, codes=np.load(folder / "rerank_codes.npy"))
             ivf.nprobe = index._nprobe
             index._ivf, index._exact = ivf, None
-            index._vectors = _SpilledVectors(dim, index.spill_dir, base=folder / "rerank_vectors.f32",
-                                             base_rows=len(face_ids))
-            index._slot_of = _cover(np.full(len(index._person_of), -1, np.int64), face_ids)
+            index._slot_of = _cover(index._slot_of, face_ids)
             index._slot_of[face_ids] = np.arange(len(face_ids))
         else:
             index._exact = ExactIndex.load(folder, dim)
             if len(index._exact) != index._n:
                 raise ValueError(f"{folder}: saved index does not match")
-            index._slot_of = np.full(len(index._person_of), -1, np.int64)
         return index
 
     def remove(self, face_ids: np.ndarray) -> None:
@@ -582,6 +648,7 @@ class IvfIndex:
             return self._exact.search(queries, k, match)
         if match != "nearest":
             raise GalleryError("the approximate index matches the nearest face only; use index='exact' for 'mean'")
+        assert self._rows is not None
         queries = np.ascontiguousarray(np.asarray(queries, np.float32).reshape(-1, self.dim))
         if self._n == 0 or k <= 0:
             return [[] for _ in queries]
@@ -589,12 +656,24 @@ class IvfIndex:
         # Ask for more candidates by the share of removed faces still among the codes.
         wanted = min(held, -(-max(self.rerank, 4 * k + 16) * held // self._n))
         _, labels = self._ivf.search(queries, wanted)
-        out = []
-        for query, face_ids in zip(queries, labels):
-            face_ids = face_ids[face_ids >= 0]
-            face_ids = face_ids[self._slot_of[face_ids] >= 0]
-            diff = self._vectors.rows(self._slot_of[face_ids]) - query
-            sq = np.einsum("ij,ij->i", diff, diff)
-            order = np.argsort(sq, kind="stable")
-            out.append(_top_people(face_ids[order], sq[order], self._person_of, k))
-        return out
+        return [self._rank(query, face_ids, k) for query, face_ids in zip(queries, labels)]
+
+    def _rank(self, query: np.ndarray, face_ids: np.ndarray, k: int) -> list[Hit]:
+        """The ``k`` nearest people among the candidate faces ``face_ids``: by 8-bit codes, then exactly."""
+        assert self._rows is not None
+        face_ids = face_ids[face_ids >= 0]
+        slots = self._slot_of[face_ids]
+        face_ids, slots = face_ids[slots >= 0], slots[slots >= 0]
+        approx = self._rows.approx(slots) - query
+        order = np.argsort(np.einsum("ij,ij->i", approx, approx), kind="stable")
+        # The exact distance of the best, enough of them to cover k people when there are that many.
+        _, first_of_person = np.unique(self._person_of[face_ids[order]], return_index=True)
+        first_of_person.sort()
+        take = max(_EXACT_MIN, 2 * k + 8)
+        if len(first_of_person) >= k:
+            take = max(take, int(first_of_person[k - 1]) + 1)
+        best, best_slots = face_ids[order[:take]], slots[order[:take]]
+        diff = self._rows.exact.rows(best_slots) - query
+        sq = np.einsum("ij,ij->i", diff, diff)
+        exact_order = np.argsort(sq, kind="stable")
+        return _top_people(best[exact_order], sq[exact_order], self._person_of, k)
