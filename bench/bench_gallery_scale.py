@@ -31,7 +31,8 @@ Methods, one query at a time, in one run:
 
 Memory: the index's own bytes (``nbytes``: codes, ids, centroids, lookups), and the process's RSS
 growth, split into anonymous memory and file-backed pages (the memory-mapped float32 rows that
-searches have read, which the OS may drop and read again). Latency of the exact methods is over
+searches have read, which the OS may drop and read again); RSS figures are MiB, index sizes MB
+(10^6 bytes). Latency of the exact methods is over
 the 95 real probes, of the IVF over all the probes. ``--store`` also times the SQLite store.
 
 Writes bench/results/gallery_scale.json with --save (else bench/results/local/). Run it with

@@ -147,6 +147,20 @@ def test_saved_index_maps_its_rows_and_takes_later_changes(tmp_path):
     assert top1(again, probes) == top1(loaded, probes)
 
 
+def test_float32_rows_can_stay_in_memory_for_an_encrypted_gallery(tmp_path):
+    rng = np.random.default_rng(14)
+    vectors = correlated(6_000, rng)
+    on_disk = IvfIndex(DIM, train_size=5_000, spill_dir=tmp_path)
+    in_memory = IvfIndex(DIM, train_size=5_000, spill_dir=tmp_path, spill_to_disk=False)
+    for index in (on_disk, in_memory):
+        index.add(np.arange(len(vectors)), np.arange(len(vectors)), vectors)
+        index.add(np.array([9_000]), np.array([9_000]), vectors[:1])  # one more after training
+    assert in_memory.disk_bytes == 0 and on_disk.disk_bytes >= vectors.nbytes
+    assert in_memory.nbytes >= on_disk.nbytes + len(vectors) * DIM * 4
+    probes = near_copies(vectors[1:40], rng)
+    assert top1(in_memory, probes) == top1(on_disk, probes)
+
+
 def test_an_index_saved_by_the_ivf_flat_version_is_refused(tmp_path):
     (tmp_path / "ivf.json").write_text(json.dumps({"trained_on": 10, "n": 10, "nprobe": 16, "train_size": 5,
                                                    "regrow": 16.0}))
@@ -163,3 +177,30 @@ def test_mean_matching_needs_the_exact_index(built):
 @pytest.mark.parametrize(("dim", "subquantizers"), [(128, 32), (512, 128), (640, 128)])
 def test_codes_take_about_five_dimensions_per_four_bits(dim, subquantizers):
     assert _pq_subquantizers(dim) == subquantizers and dim % subquantizers == 0
+
+
+def test_a_gallery_keeps_the_float32_rows_beside_it_or_in_memory_when_encrypted(tmp_path):
+    """The IVF index's exact rows go next to a plain gallery; an encrypted one never writes them out."""
+    from visage.gallery import Gallery
+    from visage.gallery.types import FaceRecord
+    from visage.server.crypto import EncryptedStore
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 640)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    for name, store in (("plain", tmp_path / "plain" / "g.db"),
+                        ("encrypted", EncryptedStore(_mkdir(tmp_path / "encrypted") / "g.db", "a passphrase"))):
+        with Gallery(store, index="ivf", encoder="dlib+facenet") as gallery:
+            for i in range(0, 300, 50):
+                gallery.add(f"p{i}", [FaceRecord(v, f"{name}-{i}-{k}") for k, v in enumerate(vectors[i:i + 50])],
+                            encoder_name="dlib+facenet-w0.60", dim=640, encoder_key="dlib+facenet")
+            gallery.search(vectors[:1], top=1)
+            index = gallery._searcher().index
+            assert index.spill_to_disk is (name == "plain")
+            if name == "plain":
+                assert index.spill_dir == tmp_path / "plain"
+
+
+def _mkdir(path):
+    path.mkdir(parents=True)
+    return path

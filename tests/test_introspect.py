@@ -82,7 +82,11 @@ def test_unit_that_detects_a_pattern_ranks_its_patch_first(cross_folder):
         # The box holds the whole cross and is exactly the layer's field in size.
         assert top <= 21 and left <= 9 and bottom >= 26 and right >= 14
         assert (bottom - top, right - left) == found.field.size
-        cut = best.pixels[21 - top:26 - top, 9 - left:14 - left]
+        # The patch is the field cut to the image: the part of the box inside the 40 px picture.
+        v_top, v_left, v_bottom, v_right = best.visible
+        assert (v_top, v_left) == (max(top, 0), max(left, 0)) and (v_bottom, v_right) == (min(bottom, 40), min(right, 40))
+        assert best.pixels.shape[:2] == (v_bottom - v_top, v_right - v_left)
+        cut = best.pixels[21 - v_top:26 - v_top, 9 - v_left:14 - v_left]
         assert (cut[CROSS] == (230, 20, 20)).all()
     assert found.field.size == (10, 10)  # 5 px detector, +1 by the 2×2 pool, +2×2 by the 3×3 spread at stride 2
 
@@ -147,7 +151,8 @@ def test_vgg_units_are_ranked_by_their_best_activations(vgg_report):
             values = [p.value for p in unit.patches]
             assert values == sorted(values, reverse=True)
             assert len({p.item for p in unit.patches}) == len(values)  # one patch per image
-            assert all(p.pixels.shape[:2] == layer.field.size for p in unit.patches)
+            assert all(p.pixels.shape[:2] == (p.visible[2] - p.visible[0], p.visible[3] - p.visible[1])
+                       for p in unit.patches)  # each field cut to the image
 
 
 @pytest.mark.slow
@@ -247,6 +252,6 @@ def test_face_encoder_sees_aligned_chips_of_every_face(shared_data, tmp_path):
     for unit in found.units:
         for patch in unit.patches:
             assert re.fullmatch(r".+ face \d+", patch.source)
-            assert patch.pixels.shape[:2] == found.field.size
+            assert patch.pixels.shape[:2] == (patch.visible[2] - patch.visible[0], patch.visible[3] - patch.visible[1])
             top, left, bottom, right = patch.box
             assert -found.field.size[0] < top and bottom < 150 + found.field.size[0]  # inside the 150 px chip's reach

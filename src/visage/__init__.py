@@ -26,6 +26,7 @@ _EXPORTS = {
     "detect": "visage.api",
     "encode": "visage.api",
     "encode_batch": "visage.api",
+    "encode_many": "visage.api",
     "verify": "visage.api",
     "load_image": "visage.media.images",
     "Image": "visage.media.images",
@@ -46,7 +47,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .api import detect, encode, encode_batch, verify
+    from .api import detect, encode, encode_batch, encode_many, verify
     from .errors import FaceCountError, GalleryError, ImageError, ModelError, SpoofError, VisageError
     from .evaluation.verification import Calibration, Verification
     from .faces.types import Box, Face, FaceEncoding

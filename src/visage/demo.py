@@ -1,6 +1,7 @@
 """The main job on embedded defaults: detect faces on a sample photo, draw them, verify sample pairs.
 
-Uses the dev set (``../shared/data``) when it is there, else photos that installed packages ship.
+Uses the dev set (``shared/data`` beside the source checkout, :func:`default_data_dir`) when it is
+there, else photos that installed packages ship.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from .draw import save_drawing
 from .evaluation.verification import Verification
 from .faces.types import Face
 from .media.images import Image, load_image
+
+
+def default_data_dir() -> Path | None:
+    """The dev set beside the project's source checkout (``<checkout>/../shared/data``), wherever
+    the command runs from; None when it is not there (an installed package has no checkout)."""
+    checkout = Path(__file__).resolve().parents[2]  # src/visage/demo.py -> the checkout
+    data = checkout.parent / "shared" / "data"
+    return data if data.is_dir() else None
 
 
 @dataclass

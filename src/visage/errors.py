@@ -40,6 +40,10 @@ class PersonNotFound(GalleryError):
     """The gallery has no person of that name."""
 
 
+class FaceNotFound(GalleryError):
+    """The gallery has no stored face with that id."""
+
+
 class NameTaken(GalleryError):
     """A rename or an enrolment would give two people the same name."""
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..demo import run_demo
+from ..demo import default_data_dir, run_demo
+from ..errors import VisageError
 from .faces import add_detector_options
+from .wording import probability
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="detect, draw and verify faces on sample photos")
     p.add_argument("-o", "--out", default="visage-demo", help="folder for the pictures (default: visage-demo)")
-    p.add_argument("--data", default="../shared/data",
-                   help="dev-set folder to take photos from, when present (default: ../shared/data)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="dev-set folder to take photos from (default: ../shared/data beside the source checkout "
+                        "when it is there, wherever you run from; else skimage's astronaut)")
     add_detector_options(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    data = Path(args.data) if Path(args.data).is_dir() else None
+    data = Path(args.data) if args.data else default_data_dir()
+    if data is not None and not data.is_dir():
+        raise VisageError(f"{data}: --data is not a folder")
     result = run_demo(args.out, data, detector=args.detector, min_face_size=args.min_face, min_score=args.min_score)
     print(f"Detection on {result.photo.name} ({result.photo.width}×{result.photo.height}): "
           f"{len(result.faces)} face(s)")
@@ -30,5 +35,5 @@ def run(args) -> int:
     for a, b, v in result.verifications:
         verdict = "same person" if v.same else "different people"
         print(f"  {Path(a).name} vs {Path(b).name}: {verdict} (distance {v.distance:.3f}, threshold "
-              f"{v.threshold:.3f}, P(same) {v.probability:.2f})")
+              f"{v.threshold:.3f}, P(same) {probability(v.probability)})")
     return 0

@@ -12,9 +12,23 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..batch import expand_sources
 from ..encoders import DEFAULT_ENCODER
 from ..errors import GalleryError, VisageError
-from .faces import add_calibration_option, add_encoder_option
+from .faces import (
+    BATCH_EPILOG,
+    EXIT_FOR,
+    add_batch_options,
+    add_calibration_option,
+    add_detector_options,
+    add_encoder_option,
+    batch_kwargs,
+    faces_header,
+    one_input,
+    print_outcomes,
+    records_of,
+    settings_of,
+)
 
 if TYPE_CHECKING:
     from ..gallery import Gallery
@@ -48,8 +62,10 @@ def register(sub) -> None:
     _common(p)
     p.set_defaults(run=run_enroll)
 
-    p = sub.add_parser("identify", help="who is in this photo? (each face against the gallery)")
-    p.add_argument("photo", metavar="PHOTO")
+    p = sub.add_parser("identify", help="who is in these photos? (each face against the gallery)",
+                       epilog=f"{BATCH_EPILOG} With several photos, 1 when some photo has no one named (as for one "
+                              "photo), and 4 when a photo was refused by --require-live.")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="photos or folders of photos")
     p.add_argument("--top", type=int, default=5, metavar="K", help="candidates per face (default 5)")
     p.add_argument("--threshold", type=float,
                    help="distance threshold (default: the calibration's open-set threshold for the number of people "
@@ -58,11 +74,15 @@ def register(sub) -> None:
                         "`visage gallery info` and every result show the one used)")
     p.add_argument("--match", choices=["nearest", "mean"], default=None,
                    help="compare with each person's nearest face (default) or their mean encoding")
-    p.add_argument("--claim", metavar="NAME", help="verify one claimed identity (1:1) instead of searching")
+    p.add_argument("--claim", metavar="NAME",
+                   help="verify one claimed identity (1:1) in one photo instead of searching (default: search)")
     p.add_argument("--require-live", action="store_true",
-                   help="refuse (exit 4) unless the photo passes the liveness check, before any matching")
-    _common(p)
+                   help="refuse (exit 4) unless the photo passes the liveness check, before any matching "
+                        "(default: no liveness check)")
+    _common(p, json_flag=False)
     add_calibration_option(p)
+    add_detector_options(p)
+    add_batch_options(p, "print one JSON object: each face's box, name (null when unknown), distance, candidates")
     p.set_defaults(run=run_identify)
 
     p = sub.add_parser("people", help="list, show, rename or remove enrolled people")
@@ -92,20 +112,26 @@ def register(sub) -> None:
     q = g.add_parser("info", help="location, encoder, people and faces")
     _common(q)
     q = g.add_parser("audit", help="the latest identify and verify calls")
-    q.add_argument("--limit", type=int, default=20)
+    q.add_argument("--limit", type=int, default=20, help="how many of the latest calls to show")
     _common(q)
     p.set_defaults(run=run_gallery)
 
     p = sub.add_parser("cluster", help="group the faces of unlabelled photos by person, with a report",
                        description="Find every face in the photos under DIR, group them by person and "
                                    "write OUT/report.html, OUT/contact_sheet.png and OUT/clusters.json. "
-                                   "Name clusters in clusters.json (or with enroll --name ID=NAME) and "
-                                   "enrol them with `visage enroll --clusters OUT/clusters.json`.")
+                                   "Name clusters in clusters.json (or with enroll --name ID=NAME), or let "
+                                   "--gallery name them after the people enrolled there, and enrol them "
+                                   "with `visage enroll --clusters OUT/clusters.json`.")
     p.add_argument("folder", metavar="DIR")
-    p.add_argument("--out", metavar="OUT", default=None, help="report folder (default DIR/visage-clusters)")
+    p.add_argument("--out", metavar="OUT", default="visage-clusters",
+                   help="report folder (default: ./visage-clusters, in the folder you run from, not in DIR)")
     p.add_argument("--threshold", type=float, help="linkage distance (default: the encoder's calibration)")
     p.add_argument("--min-size", type=int, default=1, help="hide clusters smaller than this in the report")
-    _common(p, of_gallery=False)
+    p.add_argument("--gallery", metavar="FILE", default=None,
+                   help="name each cluster after the enrolled person most of its faces are identified as "
+                        "(default: clusters stay unnamed)")
+    add_encoder_option(p, default=None, default_help=f"the gallery's with --gallery, else {DEFAULT_ENCODER}")
+    p.add_argument("--json", action="store_true", help="print JSON")
     add_calibration_option(p)
     p.set_defaults(run=run_cluster)
 
@@ -164,30 +190,36 @@ def _parse_names(pairs: list[str]) -> dict[int, str]:
 
 
 def run_identify(args) -> int:
-    from ..gallery import DEFAULT_MATCH
+    from collections.abc import Iterable
 
+    from ..batch import IdentifiedFace, Outcome, identify_photos
+
+    sources = expand_sources(args.photos)
+    one_input(args, sources)
     with _open(args) as gallery:
+        gallery.detector = args.detector
+        encoder = gallery.encoder_key
         if args.claim:
-            results = [gallery.verify(args.claim, args.photo, threshold=args.threshold,
-                                      require_live=args.require_live)]
+            if len(sources) != 1:
+                raise GalleryError(f"--claim checks one photo, and {len(sources)} were given")
+            found = gallery.verify(args.claim, sources[0], threshold=args.threshold, require_live=args.require_live)
+            outcomes: Iterable[Outcome] = [Outcome(str(sources[0]), (IdentifiedFace(str(sources[0]), 1, found),),
+                                               "ok" if found.known else "negative")]
         else:
-            results = gallery.identify(args.photo, top=args.top, threshold=args.threshold,
-                                       match=args.match or DEFAULT_MATCH, require_live=args.require_live)
-        encoder, embedding = gallery.encoder_key, gallery.encoder.name
-    if args.json:
-        print(json.dumps({"photo": args.photo, "encoder": encoder, "embedding": embedding,
-                          "faces": [r.to_dict() for r in results]}, indent=2))
-    else:
-        print(f"{args.photo}: {len(results)} face(s), encoder {encoder}")
-        for i, r in enumerate(results, 1):
-            b = r.box
-            where = f"({b.left},{b.top})-({b.right},{b.bottom})" if b else ""
-            verdict = r.name if r.name else "unknown"
-            dist = "-" if r.distance is None else f"{r.distance:.3f}"
-            print(f"  face {i} {where}: {verdict}  distance {dist} (threshold {r.threshold:.4f})")
-            if len(r.candidates) > 1:
-                print("    candidates: " + ", ".join(f"{c.name} {c.distance:.3f}" for c in r.candidates))
-    return 0 if any(r.known for r in results) else 1
+            outcomes = identify_photos(gallery, sources, settings_of(args), top=args.top, threshold=args.threshold,
+                                       match=args.match, require_live=args.require_live, **batch_kwargs(args))
+
+        def as_object(o: Outcome) -> dict:
+            return {"photo": o.source, "encoder": encoder, "embedding": gallery.encoder.name,
+                    "faces": [r.result.to_dict() for r in records_of(o, IdentifiedFace)]}
+
+        summary = print_outcomes(outcomes, args, IdentifiedFace.CSV_COLUMNS, faces_header(f", encoder {encoder}"),
+                                 as_object=as_object, indent=2)
+        if args.claim and not (args.json or args.csv or args.jsonl):
+            from .wording import claim_verdict
+
+            print(f"  claim: {claim_verdict(args.claim, found.name, found.candidates[0].name)}")
+    return EXIT_FOR[summary.worst]
 
 
 def run_people(args) -> int:
@@ -259,16 +291,23 @@ def run_gallery(args) -> int:
 
 
 def run_cluster(args) -> int:
-    from ..gallery.cluster import cluster_folder, write_report
+    from ..gallery import Gallery
+    from ..gallery.cluster import cluster_folder, name_clusters, write_report
 
-    folder = Path(args.folder)
-    out = Path(args.out) if args.out else folder / "visage-clusters"
-    result = cluster_folder(folder, encoder=args.encoder, threshold=args.threshold, calibration=args.calibration,
-                            progress=not args.json)
-    paths = write_report(result, out, min_size=args.min_size)
+    gallery = Gallery(args.gallery, create=False) if args.gallery else None
+    try:
+        encoder = args.encoder or (gallery.stored_encoder_key if gallery else None) or DEFAULT_ENCODER
+        result = cluster_folder(args.folder, encoder=encoder, threshold=args.threshold,
+                                calibration=args.calibration, progress=not args.json)
+        named = name_clusters(result, gallery) if gallery else 0
+    finally:
+        if gallery:
+            gallery.close()
+    paths = write_report(result, args.out, min_size=args.min_size)
     if args.json:
-        print(json.dumps({"clusters": len(result.clusters), "faces": result.face_count, "encoder": args.encoder,
+        print(json.dumps({"clusters": len(result.clusters), "faces": result.face_count, "encoder": encoder,
                           "embedding": result.encoder, "threshold": result.threshold,
+                          "names": {c.id: c.name for c in result.clusters if c.name},
                           "skipped": [{"photo": p, "reason": r} for p, r in result.skipped],
                           "files": {k: str(v) for k, v in paths.items()}}, indent=2))
     else:
@@ -276,7 +315,12 @@ def run_cluster(args) -> int:
             print(f"skipped {photo}: {reason}", file=sys.stderr)
         sizes = ", ".join(str(len(c.members)) for c in result.clusters[:12])
         print(f"{result.face_count} face(s) in {len(result.clusters)} cluster(s) (sizes {sizes}"
-              f"{', ...' if len(result.clusters) > 12 else ''}); encoder {args.encoder}, threshold {result.threshold:.4f}")
+              f"{', ...' if len(result.clusters) > 12 else ''}); encoder {encoder}, threshold {result.threshold:.4f}")
+        for c in result.clusters if gallery else []:
+            if c.name:
+                print(f"cluster {c.id}: {c.name} ({len(c.members)} face(s))")
+        if gallery:
+            print(f"named {named} of {len(result.clusters)} cluster(s) after people in {args.gallery}")
         for k, v in paths.items():
             print(f"{k}: {v}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import VisageError
 
@@ -16,7 +17,7 @@ def register(sub) -> None:
                    help="vgg16, a PyTorch face encoder's name, or the path of a saved PyTorch model (default: vgg16)")
     p.add_argument("--layers", "--layer", dest="layers", metavar="NAMES",
                    help="comma-separated layer names, e.g. conv1_2,conv3_3,conv5_3 (default: an early, a middle "
-                        "and the last convolution; --maximize takes one)")
+                        "and the last convolution whose receptive field fits in the input; --maximize takes one)")
     p.add_argument("--images", metavar="DIR", help="folder (or file) of images to search for patches")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="report folder (default inspect-report/), or with --maximize the PNG (default maxact.png)")
@@ -47,7 +48,7 @@ def register(sub) -> None:
     m.add_argument("--objective", choices=["channel", "neuron"], default="channel",
                    help="maximise the unit's mean over all positions, or at the centre only (default channel)")
     m.add_argument("--jitter", type=int, default=4, metavar="PX", help="random shift per step (default 4)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="random seed of the starting image")
     p.set_defaults(run=run)
 
 
@@ -101,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     index = inspect_images(target, args.images, args.output or "inspect-report", layers,
                            units=units if units is not None else args.top, per_unit=args.per_unit,
                            image_size=args.image_size, face_chips=args.face_chips, batch_size=args.batch_size,
-                           device=args.device, progress=progress)
+                           device=args.device, progress=progress,
+                           warn=lambda note: print(f"visage: warning: {note}", file=sys.stderr))
     print(f"wrote {index}")
     return 0
 

@@ -24,9 +24,9 @@ def register(sub) -> None:
     p.add_argument("--margin", type=float, default=0.2, help="triplet margin α (default: 0.2)")
     p.add_argument("--people", type=int, default=8, metavar="P", help="people per batch (default: 8)")
     p.add_argument("--per-person", type=int, default=4, metavar="K", help="samples per person (default: 4)")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=30, help="most epochs to train")
     p.add_argument("--batches", type=int, default=None, help="batches per epoch (default: about one pass)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--patience", type=int, default=5, help="epochs without improvement before stopping")
     p.add_argument("--far", type=float, default=1e-2, help="validation watches TAR at this FAR (default: 0.01)")
     p.add_argument("--holdout", type=float, default=0.25,
@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--trainable-layers", type=int, default=3,
                    help="finetune: how many of the network's last units to train (default: 3)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (held-out people, batches, weights)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.ckpt")
     p.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
     p.add_argument("--json", action="store_true", help="print the training history as JSON")
@@ -47,7 +47,7 @@ def register(sub) -> None:
                        "threshold for a target FAR; write calibration.json, report.json, roc.png, det.png.")
     p.add_argument("pairs", metavar="PAIRS.tsv", help="img_a, img_b, same; paths relative to the TSV's folder")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help="encoder name or a model.pt from visage train")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR)
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector")
     p.add_argument("--far", type=float, default=1e-2, help="target false-accept rate of the threshold")
     p.add_argument("--method", choices=["abs", "chi2", "distance"], default="abs",
                    help="what the saved calibration decides with by default (default: abs)")
@@ -61,9 +61,9 @@ def register(sub) -> None:
                        "on the pairs where every encoder found both faces.")
     p.add_argument("pairs", metavar="PAIRS.tsv")
     p.add_argument("--encoder", default=DEFAULT_ENCODER, help="comma-separated encoder names or model.pt files")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR)
-    p.add_argument("--folds", type=int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, help="face detector")
+    p.add_argument("--folds", type=int, default=10, help="cross-validation folds")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run_eval)
 
 
@@ -77,8 +77,11 @@ def run_train(args) -> int:
     result = train_folder(args.data_dir, args.output, mode=args.mode, encoder=args.encoder, detector=args.detector,
                           config=config, holdout=holdout, embedding_dim=args.dim, hidden=args.hidden,
                           trainable_layers=args.trainable_layers, resume=args.resume, progress=not args.json)
+    # Epoch 0 is the net before any training: the starting encoder itself for photos (the head
+    # starts as the identity), an untrained net for --mode conv. The best epoch is kept.
+    improved = result.best_epoch > 0
     if args.json:
-        print(json.dumps({"output": args.output, **result.to_dict()}, indent=2))
+        print(json.dumps({"output": args.output, "improved": improved, **result.to_dict()}, indent=2))
         return 0
     start, best = result.history[0].validation, result.best_validation
     key = f"tar@far={args.far:g}"
@@ -86,6 +89,9 @@ def run_train(args) -> int:
           f"{' (stopped early)' if result.stopped_early else ''}; held-out people:")
     for name in (key, "auc", "eer", "accuracy"):
         print(f"  {name:<14} {start[name]:.4f} -> {best[name]:.4f}")
+    if not improved:
+        print(f"training did not beat its starting point (epoch 0) on the held-out people: {args.output} holds "
+              f"the starting weights, so for photos {args.encoder} alone does as well")
     print(f"wrote {args.output}")
     return 0
 

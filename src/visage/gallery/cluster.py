@@ -127,6 +127,32 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str | os.PathLike = DE
     return ClusterResult(faces, clusters, enc.name, enc.dim, t, skipped, encoder_key_for(encoder))
 
 
+def name_clusters(result: ClusterResult, gallery) -> int:
+    """Name each cluster after the enrolled person most of its faces are identified as.
+
+    Every face of a cluster is searched in ``gallery`` (a :class:`visage.gallery.Gallery`, at its
+    open-set threshold); a cluster gets a name when more than half of its faces are named that
+    person. The gallery must hold the clusters' kind of encodings. Returns how many were named.
+    """
+    from collections import Counter
+
+    bound = gallery.store.encoder()
+    if bound is None:
+        raise GalleryError(f"{gallery.location}: nobody is enrolled, so no cluster can be named")
+    if bound[0] != result.encoder:
+        raise GalleryError(f"{gallery.location} holds {bound[0]} encodings and the clusters are {result.encoder}; "
+                           f"cluster with --encoder {gallery.stored_encoder_key}")
+    named = 0
+    for cluster in result.clusters:
+        encodings = np.stack([result.faces[m].record.encoding for m in cluster.members])
+        votes = Counter(r.name for r in gallery.search(encodings, top=1) if r.name)
+        if votes:
+            name, count = votes.most_common(1)[0]
+            if count * 2 > len(cluster.members):
+                cluster.name, named = name, named + 1
+    return named
+
+
 @functools.lru_cache(maxsize=8)
 def _pixels(photo: str) -> np.ndarray:
     # Faces of one group photo are cropped one after another: decode it once.
@@ -161,7 +187,8 @@ def write_report(result: ClusterResult, out: str | os.PathLike, *, min_size: int
     rows_html = []
     for r, cluster in enumerate(shown):
         y = r * (THUMB + 8) + 4
-        draw.text((6, y + THUMB // 2 - 12), f"cluster {cluster.id}\n{len(cluster.members)} face(s)", fill="black")
+        label = f"cluster {cluster.id}" + (f"\n{cluster.name}" if cluster.name else "")
+        draw.text((6, y + THUMB // 2 - 12), f"{label}\n{len(cluster.members)} face(s)", fill="black")
         cells = []
         for j, m in enumerate(cluster.members):
             face = result.faces[m]
@@ -171,7 +198,8 @@ def write_report(result: ClusterResult, out: str | os.PathLike, *, min_size: int
             if j < per_row:
                 sheet.paste(thumb, (label_w + j * (THUMB + 4), y))
             cells.append(f'<img src="{crop_name}" title="{html.escape(face.photo)}" width="{THUMB}">')
-        rows_html.append(f"<tr><th>cluster {cluster.id}<br>{len(cluster.members)} face(s)</th>"
+        name = f"<br>{html.escape(cluster.name)}" if cluster.name else ""
+        rows_html.append(f"<tr><th>cluster {cluster.id}{name}<br>{len(cluster.members)} face(s)</th>"
                          f"<td>{''.join(cells)}</td></tr>")
     sheet.save(out / "contact_sheet.png")
     (out / "report.html").write_text(

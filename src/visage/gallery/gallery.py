@@ -19,7 +19,7 @@ import numpy as np
 from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
 from ..encoders import get_encoder
 from ..errors import FaceCountError, GalleryError, ImageError, ModelError
-from ..faces.types import Face
+from ..faces.types import Box, Face
 from ..media.images import Image, ImageSource, list_images, load_image, source_label
 from ..pipeline import detect, encode, encode_many
 from .index import ExactIndex, Index, IvfIndex, Match
@@ -39,6 +39,25 @@ IVF_TRAIN_FACES = 20_000
 DEFAULT_MATCH: Match = "nearest"
 #: Photos encoded together in one call during enrolment.
 ENCODE_BATCH = 16
+#: Side in pixels of the square JPEG kept with each enrolled face, for people to recognise it by.
+THUMBNAIL_SIDE = 96
+
+
+def face_thumbnail(pixels: np.ndarray, box: Box, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A ``side``×``side`` JPEG of the face in ``box`` of the RGB ``pixels``, with some hair and chin
+    around it; the square is moved (and shrunk if need be) to stay inside the image."""
+    import io
+
+    from PIL import Image as PILImage
+
+    height, width = pixels.shape[:2]
+    half = min(0.65 * max(box.right - box.left, box.bottom - box.top), width / 2, height / 2)
+    cx = min(max((box.left + box.right) / 2, half), width - half)
+    cy = min(max((box.top + box.bottom) / 2, half), height - half)
+    crop = PILImage.fromarray(pixels).crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+    out = io.BytesIO()
+    crop.resize((side, side), PILImage.Resampling.LANCZOS).save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 def _refuse_unless_live(img: Image, faces: list[Face]) -> None:
     """Raise SpoofError unless the largest of ``faces`` passes the liveness check (imported only when asked)."""
@@ -341,7 +360,8 @@ class Gallery:
             else:
                 e = photo.encodings[0]
                 records.append(FaceRecord(e.encoding, photo.image.sha256, photo.source, e.face.box,
-                                          e.face.landmarks5, float(e.face.score)))
+                                          e.face.landmarks5, float(e.face.score),
+                                          face_thumbnail(photo.image.pixels, e.face.box)))
             if bar is not None:
                 bar.update(1)
         return records, report
@@ -355,8 +375,15 @@ class Gallery:
             else:
                 bound = self._bound_encoder()
                 dim = bound[1] if bound else self.encoder.dim
-                kinds = {"exact": lambda: ExactIndex(dim), "ivf": lambda: IvfIndex(dim, train_size=IVF_TRAIN_FACES),
-                         "auto": lambda: IvfIndex(dim, train_size=AUTO_IVF_FACES)}
+                # The IVF index keeps the float32 encodings in a file beside the gallery, never in a temp
+                # folder (often RAM); a gallery encrypted at rest keeps them in memory only, never in plaintext.
+                from .snapshot import snapshot_dir
+
+                plain = snapshot_dir(self.store) is not None
+                spill = {"spill_to_disk": plain, "spill_dir": self.store.path.parent if plain else None}
+                kinds = {"exact": lambda: ExactIndex(dim),
+                         "ivf": lambda: IvfIndex(dim, train_size=IVF_TRAIN_FACES, **spill),
+                         "auto": lambda: IvfIndex(dim, train_size=AUTO_IVF_FACES, **spill)}
                 if self._index_kind not in kinds:
                     raise GalleryError(f"index must be 'exact', 'ivf' or 'auto', not {self._index_kind!r}")
                 self._search = _LocalSearch(self.store, self._index_kind, dim, kinds[self._index_kind])
@@ -481,6 +508,17 @@ class Gallery:
     def remove(self, name: str) -> int:
         """Forget ``name`` and their faces; returns how many faces were removed."""
         return self.store.remove(name)
+
+    def remove_face(self, face_id: int) -> tuple[str, int]:
+        """Forget one stored face (ids from :meth:`faces`); returns its owner's name and how many faces
+        they have left. Removing a person's last face removes the person (:class:`FaceNotFound` for
+        an unknown id)."""
+        return self.store.remove_face(face_id)
+
+    def thumbnail(self, face_id: int) -> bytes | None:
+        """The small JPEG kept with a stored face, or None for a face enrolled before thumbnails
+        were kept (:class:`FaceNotFound` for an unknown id)."""
+        return self.store.thumbnail(face_id)
 
     def audit(self, limit: int = 100) -> list[dict]:
         """The latest identify and verify calls, newest first."""

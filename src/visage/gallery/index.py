@@ -239,11 +239,14 @@ class _SpilledVectors:
     temporary folder by default), unlinked as soon as it is made, so that it goes away with the
     process. That file grows by doubling and is written with ``pwrite``, not through the map, so
     appending does not make the rows resident in this process; only rows that are read are.
+    With ``on_disk=False`` the later rows stay in memory instead, and nothing is written.
     """
 
-    def __init__(self, dim: int, folder: Path | None = None, base: Path | None = None, base_rows: int = 0):
+    def __init__(self, dim: int, folder: Path | None = None, base: Path | None = None, base_rows: int = 0,
+                 on_disk: bool = True):
         self.dim = dim
         self._folder = folder
+        self._on_disk = on_disk
         self._row_bytes = dim * 4
         # (file, map) pairs; the files stay open while mapped, to drop their cached pages.
         self._base_file: BinaryIO | None = None
@@ -266,7 +269,12 @@ class _SpilledVectors:
     @property
     def disk_bytes(self) -> int:
         """Bytes of the files the rows are read from (the own file at its capacity)."""
-        return (len(self._base) + len(self._own)) * self._row_bytes
+        return (len(self._base) + (len(self._own) if self._on_disk else 0)) * self._row_bytes
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the rows held in memory (with ``on_disk=False``), at their capacity."""
+        return 0 if self._on_disk else self._own.nbytes
 
     def _map(self, file: BinaryIO, rows: int) -> tuple[mmap.mmap, np.ndarray]:
         """A read-only map of the first ``rows`` rows of ``file``, and those rows as an array over it."""
@@ -279,6 +287,12 @@ class _SpilledVectors:
         """Write ``rows`` after the last slot. Returns their slots."""
         rows = np.ascontiguousarray(rows, np.float32).reshape(-1, self.dim)
         start, end = self._own_rows, self._own_rows + len(rows)
+        if not self._on_disk:
+            if end > len(self._own):
+                self._own = _grow(self._own, max(end, 2 * len(self._own), 1024))
+            self._own[start:end] = rows
+            self._own_rows = end
+            return np.arange(len(self._base) + start, len(self._base) + end)
         if self._own_file is None:
             self._own_file = tempfile.TemporaryFile(dir=self._folder)
         fd = self._own_file.fileno()
@@ -364,11 +378,11 @@ class _RerankRows:
             raise ValueError(f"{self._n} codes for {len(exact)} float32 rows")
 
     @classmethod
-    def fit(cls, sample: np.ndarray, folder: Path | None, capacity: int = 0) -> _RerankRows:
-        """Empty rows whose 8-bit ranges cover ``sample``, with room for ``capacity`` codes."""
+    def fit(cls, sample: np.ndarray, exact: _SpilledVectors, capacity: int = 0) -> _RerankRows:
+        """Empty rows whose 8-bit ranges cover ``sample``, with room for ``capacity`` codes, over the
+        empty float32 rows ``exact``."""
         low, high = sample.min(axis=0), sample.max(axis=0)
-        return cls(low, np.maximum((high - low) / 255, 1e-12), _SpilledVectors(sample.shape[1], folder),
-                   capacity=capacity)
+        return cls(low, np.maximum((high - low) / 255, 1e-12), exact, capacity=capacity)
 
     @property
     def nbytes(self) -> int:
@@ -425,7 +439,9 @@ class IvfIndex:
     So the distances returned are exact, and the top-1 is exact search's whenever that face is
     among the candidates. At 1M 640-d faces the index holds about 730 MB in memory (mostly the
     8-bit codes), against 2.6 GB of float32; a query reads about 16 float32 rows from the file,
-    and the OS caches them (and may drop them when memory is short).
+    and the OS caches them (and may drop them when memory is short). ``spill_to_disk=False``
+    keeps the float32 rows in memory instead, for a gallery whose encodings must not reach the
+    disk in plaintext (one encrypted at rest).
 
     Later faces are filed under the existing cells, and the index is retrained only when it has
     grown ``regrow``-fold since training. Removed faces are hidden, not taken out of FAISS's
@@ -437,7 +453,7 @@ class IvfIndex:
     """
 
     def __init__(self, dim: int, nprobe: int = 64, train_size: int = 20_000, regrow: float = 16.0,
-                 rerank: int = 256, spill_dir: str | os.PathLike[str] | None = None):
+                 rerank: int = 256, spill_dir: str | os.PathLike[str] | None = None, spill_to_disk: bool = True):
         try:
             import faiss
         except ImportError:
@@ -446,6 +462,7 @@ class IvfIndex:
         self.dim, self.train_size, self.regrow, self.rerank = dim, train_size, regrow, rerank
         self._nprobe = nprobe
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        self.spill_to_disk = spill_to_disk
         self._exact: ExactIndex | None = ExactIndex(dim)
         self._ivf: Any = None
         self._quantizer: Any = None  # the IVF does not own the quantizer it was built with
@@ -484,7 +501,7 @@ class IvfIndex:
     def nbytes(self) -> int:
         """Memory the index holds, in bytes: the coarse codes and their ids, the 8-bit codes, the cell
         and sub-quantizer centroids, and the id lookups (or the exact index's arrays before training).
-        The float32 rows are on disk (:attr:`disk_bytes`) and not counted."""
+        The float32 rows are on disk (:attr:`disk_bytes`) and not counted, unless ``spill_to_disk`` is off."""
         lookups = self._person_of.nbytes + self._slot_of.nbytes
         if self._ivf is None or self._rows is None:
             assert self._exact is not None
@@ -494,7 +511,7 @@ class IvfIndex:
         blocks = sum(-(-invlists.list_size(cell) // invlists.n_per_block) for cell in range(ivf.nlist))
         coarse = blocks * invlists.block_size + ivf.ntotal * 8
         centroids = (ivf.nlist + ivf.pq.ksub) * self.dim * 4  # the cells', and the sub-quantizers' (ksub × dim)
-        return int(coarse + self._rows.nbytes + centroids + lookups)
+        return int(coarse + self._rows.nbytes + self._rows.exact.memory_bytes + centroids + lookups)
 
     @property
     def disk_bytes(self) -> int:
@@ -552,7 +569,7 @@ class IvfIndex:
         ivf = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, _pq_subquantizers(self.dim), 4)
         sample = rows_at(np.sort(np.random.default_rng(0).choice(n, size=min(n, 40 * nlist), replace=False)))
         ivf.train(sample)
-        rows = _RerankRows.fit(sample, self.spill_dir, capacity=n)
+        rows = _RerankRows.fit(sample, self._new_float32_rows(), capacity=n)
         self._fill(ivf, rows, face_ids, rows_at)
         ivf.nprobe = self._nprobe
         self._ivf, self._quantizer, self._exact, self._trained_on = ivf, quantizer, None, n
@@ -574,8 +591,11 @@ class IvfIndex:
         face_ids, rows_at = self._live()
         old = self._rows
         self._ivf.reset()
-        self._fill(self._ivf, _RerankRows(old.low, old.step, _SpilledVectors(self.dim, self.spill_dir),
-                                          capacity=len(face_ids)), face_ids, rows_at)
+        self._fill(self._ivf, _RerankRows(old.low, old.step, self._new_float32_rows(), capacity=len(face_ids)),
+                   face_ids, rows_at)
+
+    def _new_float32_rows(self) -> _SpilledVectors:
+        return _SpilledVectors(self.dim, self.spill_dir, on_disk=self.spill_to_disk)
 
     def save(self, folder: Path) -> None:
         """Write the index to ``folder``, for :meth:`load`: the FAISS index, the 8-bit codes, and the
@@ -598,14 +618,15 @@ class IvfIndex:
         (folder / "ivf.json").write_text(json.dumps(state))
 
     @classmethod
-    def load(cls, folder: Path, dim: int, spill_dir: str | os.PathLike[str] | None = None) -> IvfIndex:
+    def load(cls, folder: Path, dim: int, spill_dir: str | os.PathLike[str] | None = None,
+             spill_to_disk: bool = True) -> IvfIndex:
         """The index saved in ``folder``. Its float32 rows are memory-mapped from there, not read;
-        faces added later go to a file of its own in ``spill_dir``."""
+        faces added later go to a file of its own in ``spill_dir`` (or to memory)."""
         state = json.loads((folder / "ivf.json").read_text())
         if state.get("format") != _SAVE_FORMAT:
             raise ValueError(f"{folder}: saved by another version of the approximate index")
         index = cls(dim, nprobe=state["nprobe"], train_size=state["train_size"], regrow=state["regrow"],
-                    rerank=state["rerank"], spill_dir=spill_dir)
+                    rerank=state["rerank"], spill_dir=spill_dir, spill_to_disk=spill_to_disk)
         index._person_of = np.load(folder / "person_of.npy")
         index._n, index._trained_on, index._removed = int(state["n"]), int(state["trained_on"]), int(state["removed"])
         index._slot_of = np.full(len(index._person_of), -1, np.int64)
@@ -615,7 +636,8 @@ class IvfIndex:
             if ivf.d != dim or ivf.ntotal != index._n + index._removed or len(face_ids) != index._n:
                 raise ValueError(f"{folder}: saved approximate index does not match")
             low, step = np.load(folder / "rerank_range.npy")
-            exact = _SpilledVectors(dim, index.spill_dir, base=folder / "rerank_vectors.f32", base_rows=len(face_ids))
+            exact = _SpilledVectors(dim, index.spill_dir, base=folder / "rerank_vectors.f32", base_rows=len(face_ids),
+                                    on_disk=spill_to_disk)
             index._rows = _RerankRows(low, step, exact, codes=np.load(folder / "rerank_codes.npy"))
             ivf.nprobe = index._nprobe
             index._ivf, index._exact = ivf, None

@@ -11,7 +11,8 @@ to a Milvus server or cluster; only the location string differs:
 
 Search runs on the server: Milvus returns the nearest faces, visage keeps each person's nearest.
 Milvus has no multi-collection transactions, so all faces of one enrolment go in one insert
-request and a person counts as enrolled only once they have faces.
+request and a person counts as enrolled only once they have faces. Face thumbnails are not kept
+in Milvus (it stores vectors and short strings); faces there have none.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from ..config import milvus_token
-from ..errors import GalleryError, NameTaken, PersonNotFound
+from ..errors import FaceNotFound, GalleryError, NameTaken, PersonNotFound
 from .store import AddResult, _box_json, _check_name, _landmarks_json, _record_from_row
 from .types import FaceRecord, Person, StoredFace
 
@@ -254,6 +255,26 @@ class MilvusStore:
             self._client.delete(self._name("faces"), filter=f"person_id == {pid}")
         self._client.delete(self._name("people"), filter=f"id == {pid}")
         return n
+
+    def _face(self, face_id: int) -> dict:
+        rows = self._client.query(self._name("faces"), filter=f"id == {int(face_id)}",
+                                  output_fields=["id", "person_id"]) if self._faces_ready() else []
+        if not rows:
+            raise FaceNotFound(f"no face with id {face_id} in {self.location}")
+        return rows[0]
+
+    def remove_face(self, face_id: int) -> tuple[str, int]:
+        pid = int(self._face(face_id)["person_id"])
+        name = self.names().get(pid, "?")
+        left = self._counts().get(pid, 1) - 1  # counted before the delete, which a later query may not see yet
+        self._client.delete(self._name("faces"), filter=f"id == {int(face_id)}")
+        if not left:
+            self._client.delete(self._name("people"), filter=f"id == {pid}")
+        return name, left
+
+    def thumbnail(self, face_id: int) -> bytes | None:
+        self._face(face_id)
+        return None
 
     def iter_faces(self, batch: int = 1000) -> Iterator[StoredFace]:
         if not self._faces_ready():

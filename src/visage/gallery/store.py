@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import __version__
-from ..errors import GalleryError, NameTaken, PersonNotFound
+from ..errors import FaceNotFound, GalleryError, NameTaken, PersonNotFound
 from ..faces.types import Box
 from .types import FaceRecord, Person, StoredFace
 
@@ -36,6 +36,12 @@ SCHEMA_VERSION = 1
 #: Embedding spaces stored by galleries made before they recorded how to load their encoder, and
 #: the registry key that makes each. dlib and dlib-torch share one space; the faster one is chosen.
 LEGACY_ENCODER_KEYS = {"dlib-resnet-v1": "dlib-torch", "facenet-vggface2": "facenet"}
+
+#: A small JPEG of each face (see FaceRecord.thumbnail), in a table of its own so that scans of the
+#: faces never read pictures; deleting a face deletes its thumbnail (foreign keys are on).
+_THUMBNAILS = """CREATE TABLE IF NOT EXISTS thumbnails (
+    face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE,
+    jpeg BLOB NOT NULL)"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +70,7 @@ CREATE TABLE IF NOT EXISTS audit (
     sha256 TEXT,
     source TEXT,
     result TEXT NOT NULL);
-"""
+""" + _THUMBNAILS
 
 
 @dataclass
@@ -138,6 +144,16 @@ class Store(Protocol):
     def rename(self, old: str, new: str) -> None: ...
 
     def remove(self, name: str) -> int: ...
+
+    def remove_face(self, face_id: int) -> tuple[str, int]:
+        """Forget one face; returns its owner's name and how many faces they have left. The person
+        goes with their last face (a person without faces cannot be recognised)."""
+        ...
+
+    def thumbnail(self, face_id: int) -> bytes | None:
+        """The JPEG thumbnail stored with face ``face_id``, or None when it has none
+        (raises :class:`FaceNotFound` for an unknown id)."""
+        ...
 
     def names(self) -> dict[int, str]:
         """Person id → name."""
@@ -232,6 +248,9 @@ class SQLiteStore:
             if self._meta("gallery_id") is None:  # galleries made before ids existed get one
                 with self._write():
                     db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
+            if "thumbnails" not in tables:  # galleries made before thumbnails: their faces have none
+                with self._write():
+                    db.execute(_THUMBNAILS)
 
     class _Txn:
         def __init__(self, db: sqlite3.Connection):
@@ -286,11 +305,14 @@ class SQLiteStore:
                 if dup:
                     result.duplicates.append((rec, dup[0]))
                     continue
-                result.face_ids.append(db.execute(
+                face_id = db.execute(
                     "INSERT INTO faces (person_id, encoding, encoder, sha256, source, box, landmarks, quality, added)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (person_id, vector.tobytes(), encoder, rec.sha256, rec.source, box,
-                     _landmarks_json(rec.landmarks5), float(rec.quality), now)).lastrowid)
+                     _landmarks_json(rec.landmarks5), float(rec.quality), now)).lastrowid
+                if rec.thumbnail is not None:
+                    db.execute("INSERT INTO thumbnails (face_id, jpeg) VALUES (?, ?)", (face_id, rec.thumbnail))
+                result.face_ids.append(face_id)
             if not result.face_ids and not row:
                 # Every face was a duplicate: do not leave an empty person behind.
                 db.execute("DELETE FROM people WHERE id = ?", (person_id,))
@@ -333,9 +355,10 @@ class SQLiteStore:
 
     def faces(self, name: str) -> list[StoredFace]:
         pid = self._person_id(name)
-        rows = self._db.execute("SELECT id, encoding, sha256, source, box, landmarks, quality, added "
-                                "FROM faces WHERE person_id = ? ORDER BY id", (pid,))
-        return [StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6]) for fid, *rest in rows]
+        rows = self._db.execute("SELECT f.id, f.encoding, f.sha256, f.source, f.box, f.landmarks, f.quality, f.added, "
+                                "t.face_id IS NOT NULL FROM faces f LEFT JOIN thumbnails t ON t.face_id = f.id "
+                                "WHERE f.person_id = ? ORDER BY f.id", (pid,))
+        return [StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6], bool(rest[7])) for fid, *rest in rows]
 
     def rename(self, old: str, new: str) -> None:
         new = _check_name(new)
@@ -355,6 +378,28 @@ class SQLiteStore:
             db.execute("DELETE FROM people WHERE id = ?", (pid,))
             self._bump()
         return len(ids)
+
+    def remove_face(self, face_id: int) -> tuple[str, int]:
+        with self._write() as db:
+            row = db.execute("SELECT p.id, p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.id = ?",
+                             (face_id,)).fetchone()
+            if row is None:
+                raise FaceNotFound(f"no face with id {face_id} in {self.location}")
+            pid, name = row
+            db.execute("INSERT INTO removed (face_id) VALUES (?)", (face_id,))
+            db.execute("DELETE FROM faces WHERE id = ?", (face_id,))
+            left = db.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0]
+            if not left:
+                db.execute("DELETE FROM people WHERE id = ?", (pid,))
+            self._bump()
+        return name, left
+
+    def thumbnail(self, face_id: int) -> bytes | None:
+        row = self._db.execute("SELECT t.jpeg FROM faces f LEFT JOIN thumbnails t ON t.face_id = f.id WHERE f.id = ?",
+                               (face_id,)).fetchone()
+        if row is None:
+            raise FaceNotFound(f"no face with id {face_id} in {self.location}")
+        return row[0]
 
     def names(self) -> dict[int, str]:
         return dict(self._db.execute("SELECT id, name FROM people"))
@@ -389,13 +434,14 @@ class SQLiteStore:
         last = 0
         while True:
             rows = self._db.execute(
-                "SELECT f.id, p.name, f.encoding, f.sha256, f.source, f.box, f.landmarks, f.quality, f.added "
-                "FROM faces f JOIN people p ON p.id = f.person_id WHERE f.id > ? ORDER BY f.id LIMIT ?",
+                "SELECT f.id, p.name, f.encoding, f.sha256, f.source, f.box, f.landmarks, f.quality, f.added, "
+                "t.face_id IS NOT NULL FROM faces f JOIN people p ON p.id = f.person_id "
+                "LEFT JOIN thumbnails t ON t.face_id = f.id WHERE f.id > ? ORDER BY f.id LIMIT ?",
                 (last, batch)).fetchall()
             if not rows:
                 return
             for fid, name, *rest in rows:
-                yield StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6])
+                yield StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6], bool(rest[7]))
             last = rows[-1][0]
 
     def log(self, operation: str, sha256: str | None, source: str | None, result: dict) -> None:

@@ -15,7 +15,9 @@ class FaceRecord:
 
     ``quality`` is the detector's confidence for the face (higher is surer); ``source`` is a label
     for the photo (usually its path); ``sha256`` identifies the photo's bytes, so a photo enrolled
-    twice is noticed.
+    twice is noticed. ``thumbnail`` is a small JPEG of the face for people to recognise it by
+    (:func:`visage.gallery.gallery.face_thumbnail`); None when there is none (enrolled before
+    thumbnails were kept, or imported).
     """
 
     encoding: np.ndarray
@@ -24,22 +26,28 @@ class FaceRecord:
     box: Box | None = None
     landmarks5: np.ndarray | None = None
     quality: float = 0.0
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class StoredFace:
-    """A face as stored in a gallery: the record plus its id, owner and time of enrolment."""
+    """A face as stored in a gallery: the record plus its id, owner and time of enrolment.
+
+    ``has_thumbnail`` says whether the store keeps a thumbnail for it; the JPEG itself is read on
+    its own (:meth:`Gallery.thumbnail`), so that listing faces does not load every picture.
+    """
 
     id: int
     person: str
     record: FaceRecord
     added: float
+    has_thumbnail: bool = False
 
     def to_dict(self, with_encoding: bool = False) -> dict:
         r = self.record
         out = {"id": self.id, "person": self.person, "source": r.source, "sha256": r.sha256,
                "box": r.box.to_dict() if r.box else None, "quality": round(float(r.quality), 4),
-               "added": self.added}
+               "added": self.added, "thumbnail": self.has_thumbnail}
         if with_encoding:
             out["encoding"] = [float(v) for v in r.encoding]
         return out

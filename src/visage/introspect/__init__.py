@@ -18,18 +18,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .maximize import MaximizedUnits, maximize
-from .patches import LayerPatches, Patch, UnitPatches, image_set_for, top_patches
+from .patches import LayerPatches, Patch, UnitPatches, image_set_for, patch_warnings, top_patches
 from .receptive import LayerInfo, ReceptiveField, gradient_support
 from .report import save_maximized, write_report
 from .targets import Inspectable, resolve_model
 
 __all__ = [
     "Inspectable", "LayerInfo", "LayerPatches", "MaximizedUnits", "Patch", "ReceptiveField", "UnitPatches",
-    "gradient_support", "inspect_images", "maximize", "receptive_fields", "resolve_model", "save_maximized",
+    "gradient_support", "inspect_images", "maximize", "patch_warnings", "receptive_fields", "resolve_model",
+    "save_maximized",
     "top_patches", "write_report",
 ]
 
@@ -44,14 +45,20 @@ def inspect_images(
     images: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     layers: Sequence[str] | None = None,
+    *,
+    warn: Callable[[str], None] | None = None,
     **options,
 ) -> Path:
     """:func:`top_patches` then :func:`write_report`: returns the path of the report's index.html.
 
     ``options`` go to :func:`top_patches` (units, per_unit, image_size, batch_size, face_chips,
-    device, progress).
+    device, progress). Each of :func:`patch_warnings` goes into the report, and to ``warn`` when given.
     """
     target = resolve_model(model)
     image_set = image_set_for(target, images, options.pop("image_size", None), options.pop("face_chips", None))
     found = top_patches(target, layers, image_set, **options)
-    return write_report(found, out_dir, model_name=target.name, skipped=image_set.skipped)
+    notes = patch_warnings(found, options.get("per_unit", 9))
+    if warn is not None:
+        for note in notes:
+            warn(note)
+    return write_report(found, out_dir, model_name=target.name, skipped=image_set.skipped, warnings=notes)

@@ -109,6 +109,14 @@ class LayerPatches:
     channels: int
     units: list[UnitPatches]
     images_seen: int
+    #: Side in pixels of the (square) images the network saw.
+    image_size: int = 0
+
+    @property
+    def whole_images(self) -> bool:
+        """Do this layer's fields cover the whole input, so that its patches are whole images?"""
+        side = (self.image_size, self.image_size)
+        return self.field.whole_image or (self.field.size[0] >= side[0] and self.field.size[1] >= side[1])
 
 
 def top_patches(
@@ -255,6 +263,22 @@ class _Hooks:
             handle.remove()
 
 
+def patch_warnings(layers: Sequence[LayerPatches], per_unit: int) -> list[str]:
+    """What a reader of the report should know: too few images for ``per_unit`` patches per unit,
+    and layers whose receptive fields cover the whole input (their patches are whole images)."""
+    notes = []
+    seen = min((layer.images_seen for layer in layers), default=0)
+    if seen < per_unit:
+        notes.append(f"only {seen} image(s) seen: each unit shows at most {seen} patch(es), one per image; "
+                     "give a folder with more images")
+    whole = [layer.layer for layer in layers if layer.whole_images]
+    if whole:
+        size = layers[0].image_size
+        notes.append(f"{', '.join(whole)}: the receptive field covers the whole {size} px input, so the patches "
+                     "are whole images; earlier layers (--list-layers) show parts")
+    return notes
+
+
 def _choose_units(table: TopK, units: int | Sequence[int], info: LayerInfo) -> list[int]:
     if isinstance(units, int):
         order = torch.argsort(table.scores(), descending=True)
@@ -285,11 +309,12 @@ def _layer_result(info: LayerInfo, table: TopK, chosen: list[int], image_set) ->
             patches.append(Patch(float(values[u, r]), image_set.label(int(items[u, r])), int(items[u, r]), (i, j),
                                  box, visible))
         units.append(UnitPatches(u, float(scores[u]), float(means[u]), patches))
-    return LayerPatches(info.name, info.kind, field, info.channels, units, table.count)
+    return LayerPatches(info.name, info.kind, field, info.channels, units, table.count, image_set.size)
 
 
 def _cut_patches(results: list[LayerPatches], image_set) -> None:
-    """Decode each image that won a place once, and cut all its patches."""
+    """Decode each image that won a place once, and cut all its patches: each unit's field cut to
+    the part of the image it sees (its ``visible`` box), so no patch is mostly padding."""
     by_item: dict[int, list[Patch]] = defaultdict(list)
     for layer in results:
         for unit in layer.units:
@@ -298,7 +323,7 @@ def _cut_patches(results: list[LayerPatches], image_set) -> None:
     for item in sorted(by_item):
         pixels = image_set.load(item)
         for patch in by_item[item]:
-            patch.pixels = crop(pixels, patch.box, patch.visible)
+            patch.pixels = crop(pixels, patch.visible)
 
 
 def crop(pixels: np.ndarray, box: tuple[int, int, int, int], visible: tuple[int, int, int, int] | None = None,

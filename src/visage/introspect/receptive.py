@@ -96,6 +96,10 @@ class ReceptiveField:
             return WHOLE_IMAGE
         return ReceptiveField(self.y.union(other.y), self.x.union(other.x))
 
+    def fits(self, image_size: tuple[int, int]) -> bool:
+        """Does the field fit inside an image of ``image_size`` (height, width)? Not for a whole-image field."""
+        return not self.whole_image and self.y.size <= image_size[0] and self.x.size <= image_size[1]
+
     def describe(self) -> str:
         """A one-line description, e.g. ``40×40 px, stride 4×4, start (-18, -18)``."""
         if self.whole_image:

@@ -91,9 +91,12 @@ def write_report(
     *,
     model_name: str = "",
     skipped: Sequence[str] = (),
+    warnings: Sequence[str] = (),
     tile: int = 72,
 ) -> Path:
-    """Write one grid PNG per layer, ``report.json`` and ``index.html`` into ``out_dir``; returns the HTML path."""
+    """Write one grid PNG per layer, ``report.json`` and ``index.html`` into ``out_dir``; returns the HTML path.
+
+    ``warnings`` (from :func:`~visage.introspect.patches.patch_warnings`) head the page and the JSON."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, summary = [], []
@@ -102,10 +105,10 @@ def write_report(
         layer_grid(layer, tile).save(out / png)
         sections.append(_section(layer, png))
         summary.append(_layer_json(layer, png))
-    (out / "report.json").write_text(json.dumps({"model": model_name, "layers": summary, "skipped": list(skipped)},
-                                                indent=1))
+    (out / "report.json").write_text(json.dumps({"model": model_name, "layers": summary, "skipped": list(skipped),
+                                                 "warnings": list(warnings)}, indent=1))
     index = out / "index.html"
-    index.write_text(_page(model_name, sections, skipped), encoding="utf-8")
+    index.write_text(_page(model_name, sections, skipped, warnings), encoding="utf-8")
     return index
 
 
@@ -147,12 +150,12 @@ def _section(layer: LayerPatches, png: str) -> str:
             f"<table><tr><th>unit</th><th>score</th><th>mean max</th>{ranks}</tr>{''.join(rows)}</table></section>")
 
 
-def _page(model_name: str, sections: list[str], skipped: Sequence[str]) -> str:
+def _page(model_name: str, sections: list[str], skipped: Sequence[str], warnings: Sequence[str] = ()) -> str:
     e = html.escape
-    skipped_html = ""
+    skipped_html = "".join(f"<p><strong>Note:</strong> {e(w)}</p>" for w in warnings)
     if skipped:
         items = "".join(f"<li>{e(s)}</li>" for s in skipped)
-        skipped_html = f"<details><summary>{len(skipped)} images skipped</summary><ul>{items}</ul></details>"
+        skipped_html += f"<details><summary>{len(skipped)} images skipped</summary><ul>{items}</ul></details>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>visage inspect: {e(model_name)}</title>
 <style>
@@ -164,8 +167,8 @@ small {{ color: #777; }}
 </style></head><body>
 <h1>What the units of {e(model_name)} respond to</h1>
 <p>Each row is one unit; its image patches are the receptive field of the unit at the position of its
-strongest response in each of the images that drive it most, best first. Grey marks parts of the field
-outside the image. <em>score</em> is the mean of the unit's shown activations; <em>mean max</em> is the mean
+strongest response in each of the images that drive it most, best first, cut to the part of the image
+it sees. <em>score</em> is the mean of the unit's shown activations; <em>mean max</em> is the mean
 over all images of the unit's strongest response.</p>
 {skipped_html}
 {''.join(sections)}

@@ -90,13 +90,17 @@ class Inspectable:
         return info
 
     def default_layers(self) -> list[str]:
-        """An early, a middle and the last layer: a short tour from edges to parts.
+        """An early, a middle and the last layer whose receptive field fits in the input: a short
+        tour from edges to parts.
 
         Chosen among the network's top-level blocks when it has several (Inception-style nets),
         else among its convolutions.
         """
         spatial = {k: v for k, v in self.layers().items() if v.field is not None and v.exact and len(v.shape) == 4
                    and not v.field.whole_image}
+        # Layers whose fields outgrow the input show whole images, which teach nothing about parts.
+        fits = {k: v for k, v in spatial.items() if v.field is not None and v.field.fits(self.input_size)}
+        spatial = fits or spatial
         top_level = [k for k in spatial if "." not in k and "@" not in k]
         picks = top_level if len(top_level) >= 6 else [k for k, v in spatial.items() if v.kind == "Conv2d"]
         picks = picks or list(spatial)

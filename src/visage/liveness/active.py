@@ -200,14 +200,24 @@ def turn_events(yaws: Sequence[float], turn: float = TURN_DEGREES, centre: float
 
 @dataclass(frozen=True)
 class ChallengeResult:
-    """Whether the actions seen answered the challenge, in order."""
+    """Whether the actions seen answered the challenge, in order; ``failure`` says at which step
+    it went wrong (None when passed), e.g. "expected turn_left first; saw turn_right"."""
 
     challenge: list[str]
     observed: list[str]
     passed: bool
+    failure: str | None = None
 
     def to_dict(self) -> dict:
-        return {"challenge": self.challenge, "observed": self.observed, "passed": self.passed}
+        return {"challenge": self.challenge, "observed": self.observed, "passed": self.passed,
+                "failure": self.failure}
+
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def _ordinal(n: int) -> str:
+    return _ORDINALS[n] if n < len(_ORDINALS) else f"as step {n + 1}"
 
 
 def check_challenge(challenge: Sequence[str], turns: Sequence[tuple[int, str]],
@@ -216,19 +226,31 @@ def check_challenge(challenge: Sequence[str], turns: Sequence[tuple[int, str]],
     turn, same order); a requested blink must fall between the actions around it. Unrequested
     blinks are ignored: people blink anyway."""
     observed = sorted([(f, name) for f, name in turns] + [(start, "blink") for start, _ in blinks])
-    requested_turns = [a for a in challenge if a != "blink"]
+    failure = _first_failure(list(challenge), observed)
+    return ChallengeResult(list(challenge), [name for _, name in observed], failure is None, failure)
+
+
+def _first_failure(challenge: list[str], observed: list[tuple[int, str]]) -> str | None:
+    """The first step of ``challenge`` that ``observed`` (frame, action) did not answer, in words."""
     seen_turns = [name for _, name in observed if name != "blink"]
-    passed = requested_turns == seen_turns
-    if passed:
-        # Walk the challenge, finding each action after the previous one.
-        position = -1
-        for action in challenge:
-            later = [f for f, name in observed if name == action and f > position]
-            if not later:
-                passed = False
-                break
-            position = later[0]
-    return ChallengeResult(list(challenge), [name for _, name in observed], passed)
+    turn_steps = [(step, action) for step, action in enumerate(challenge) if action != "blink"]
+    for k, (step, action) in enumerate(turn_steps):
+        if k >= len(seen_turns):
+            saw = "no turn" if not seen_turns else f"no turn after {seen_turns[-1]}"
+            return f"expected {action} {_ordinal(step)}; saw {saw}"
+        if seen_turns[k] != action:
+            return f"expected {action} {_ordinal(step)}; saw {seen_turns[k]}"
+    if len(seen_turns) > len(turn_steps):
+        return f"saw an extra {seen_turns[len(turn_steps)]} that was not asked for"
+    # The turns match; each action, blinks included, must come after the one before it.
+    position = -1
+    for step, action in enumerate(challenge):
+        later = [f for f, name in observed if name == action and f > position]
+        if not later:
+            after = f" after {challenge[step - 1]}" if step else ""
+            return f"expected {action} {_ordinal(step)}; saw no {action}{after}"
+        position = later[0]
+    return None
 
 
 # --- planarity -----------------------------------------------------------------------------------

@@ -100,6 +100,9 @@ def _decide(evidence: dict, source: str) -> LivenessResult:
     lead = ", ".join(k for _, k in against[:2])
     reason = f"{'live' if live else 'attack'}: fused score {score:.3f} {'≥' if live else '<'} {THRESHOLD}" + \
         (f" (strongest evidence: {lead})" if lead else "")
+    failure = (evidence.get("challenge") or {}).get("failure")
+    if failure:  # the one step that went wrong says more than any score
+        reason = f"attack: challenge failed: {failure}; fused score {score:.3f} < {THRESHOLD}"
     return LivenessResult(live, score, THRESHOLD, evidence, reason, source)
 
 

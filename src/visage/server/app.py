@@ -26,6 +26,7 @@ from ..errors import (
     ChallengeError,
     ChallengeNotFound,
     FaceCountError,
+    FaceNotFound,
     GalleryError,
     ImageError,
     ModelError,
@@ -53,7 +54,7 @@ def status_for(exc: VisageError) -> int:
     """The HTTP status of a refusal: what the client sent is wrong (4xx), or the server is full (503)."""
     if isinstance(exc, (QueueFull, Busy, ModelError)):
         return 503  # the server cannot serve this now (full, or a model is not installed): not the client's fault
-    if isinstance(exc, (ChallengeNotFound, PersonNotFound)):
+    if isinstance(exc, (ChallengeNotFound, PersonNotFound, FaceNotFound)):
         return 404
     if isinstance(exc, (ChallengeError, GalleryError)):
         return 409

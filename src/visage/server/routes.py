@@ -64,7 +64,7 @@ def admin(who: Annotated[Principal, Depends(caller)]) -> Principal:
     """Like :func:`caller`, and 403 unless the key is an admin key."""
     if not who.admin:
         raise HTTPException(403, f"key {who.name!r} is not an admin key; enrolling, renaming and removing "
-                                 "people and reading the audit log need one")
+                                 "people or faces, seeing face thumbnails and reading the audit log need one")
     return who
 
 
@@ -99,6 +99,12 @@ def note(request: Request, **summary) -> None:
 def health():
     """Liveness of the server itself (no key needed)."""
     return {"status": "ok", "version": __version__}
+
+
+@router.get("/v1/key", response_model=schemas.KeyIdentity, responses=ERRORS, tags=["server"])
+def key_identity(request: Request, who: Caller):
+    """The key this request was made with: its id, its name and whether it is an admin key."""
+    return {"id": who.key_id, "name": who.name, "admin": who.admin}
 
 
 # -- faces ----------------------------------------------------------------------------------------
@@ -242,6 +248,31 @@ def remove(request: Request, who: Admin, name: str):
         removed = gallery.remove(name)
     note(request, person=name, faces_removed=removed)
     return {"name": name, "faces_removed": removed}
+
+
+@router.get("/v1/faces/{face_id}/thumbnail", response_class=Response,
+            responses={**ADMIN_ERRORS, 404: {"model": schemas.Error}, 200: {"content": {"image/jpeg": {}}}},
+            tags=["gallery"])
+def face_thumbnail(request: Request, who: Admin, face_id: int):
+    """The small JPEG of a stored face, kept at enrolment (admin key: it is a picture of a face).
+    404 for an unknown face, or for one enrolled before thumbnails were kept."""
+    with service(request).galleries.borrow() as gallery:
+        jpeg = gallery.thumbnail(face_id)
+    if jpeg is None:
+        raise HTTPException(404, f"face {face_id} has no thumbnail (enrolled before thumbnails were kept)")
+    note(request, face=face_id)
+    # Not kept in the browser's disk cache: it is biometric data.
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.delete("/v1/faces/{face_id}", response_model=schemas.FaceRemoved,
+               responses={**ADMIN_ERRORS, 404: {"model": schemas.Error}}, tags=["gallery"])
+def remove_face(request: Request, who: Admin, face_id: int):
+    """Forget one stored face (admin key); removing a person's last face removes the person."""
+    with service(request).galleries.borrow() as gallery:
+        person_name, left = gallery.remove_face(face_id)
+    note(request, person=person_name, face=face_id, faces_left=left)
+    return {"id": face_id, "person": person_name, "faces_left": left}
 
 
 @router.get("/v1/audit", response_model=list[schemas.AuditEntry], responses=ADMIN_ERRORS, tags=["server"])

@@ -125,6 +125,7 @@ class StoredFace(BaseModel):
     box: Box | None
     quality: float
     added: float
+    thumbnail: bool = Field(..., description="a thumbnail is stored: GET /v1/faces/{id}/thumbnail (admin key)")
 
 
 class PersonDetail(Person):
@@ -138,6 +139,20 @@ class RenameRequest(BaseModel):
 class RemoveResponse(BaseModel):
     name: str
     faces_removed: int
+
+
+class FaceRemoved(BaseModel):
+    id: int
+    person: str = Field(..., description="whose face it was")
+    faces_left: int = Field(..., description="faces the person still has; 0: the person is removed too")
+
+
+class KeyIdentity(BaseModel):
+    """The API key a request was made with (never the secret)."""
+
+    id: str
+    name: str
+    admin: bool = Field(..., description="may enrol, rename and remove people and faces, and read the audit log")
 
 
 class Challenge(BaseModel):
