@@ -243,6 +243,10 @@ def test_enrol_identify_and_manage_people(server, photos):
     assert known["faces"][0]["candidates"][0]["name"] == "Barack Obama"
     stranger = post_image(server, "/v1/identify", photos["biden"]).json()
     assert stranger["faces"][0]["name"] is None and stranger["faces"][0]["distance"] > stranger["faces"][0]["threshold"]
+    # An infinite threshold would name every stranger: refused before any matching.
+    for bad in ("inf", "nan"):
+        refused = post_image(server, "/v1/identify", photos["biden"], threshold=bad)
+        assert refused.status_code == 400 and "finite distance" in refused.json()["detail"]
 
     people = client.get("/v1/people", headers=server["user"]).json()
     assert [(p["name"], p["faces"]) for p in people] == [("Barack Obama", 2)]
@@ -516,3 +520,6 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path, capsys):
     assert store.authenticate(key) is None
     store.close()
     assert main(["serve", "--state", state, "--admin"]) == 2
+    # An empty name is a bad key request (exit 2), never a server start.
+    assert main(["serve", "--state", state, "--create-key", ""]) == 2
+    assert "a key needs a name" in capsys.readouterr().err

@@ -147,13 +147,13 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, capsys, case):
     elif case == "absurd_size":
         size = "100000"
     elif case == "bad_output":
-        out = str(tmp_path / "o.jpg")
+        out = str(tmp_path / "o.gif")  # .png and .jpg are written; other suffixes are refused
     code = main(["style", content, str(good), "-o", out, "--size", size, "--steps", "1", "--network", NET, "--quiet"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("visage: error:")
     expected = {"missing": "nope.jpg: no such file", "not_image": "notes.jpg: not an image",
-                "empty": "empty.png: file is empty", "absurd_size": "size must be", "bad_output": ".png"}[case]
+                "empty": "empty.png: file is empty", "absurd_size": "size must be", "bad_output": ".gif"}[case]
     assert expected in err
 
 

@@ -61,3 +61,13 @@ def test_dev_pairs_fall_on_the_right_side_of_the_default_threshold(dev_pairs):
     assert np.mean(distances[~same] > threshold) >= 0.99
     assert np.sum((distances <= threshold) != same) <= 3  # face_recognition makes 6 at its 0.6
     assert cross_validated_accuracy(distances, same) >= 0.997
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.0, -0.5])
+def test_an_infinite_or_non_positive_threshold_is_refused(bad):
+    from visage.errors import InvalidArgument
+
+    cal = Calibration(encoder="e", threshold=0.6, slope=-10.0, intercept=6.0)
+    with pytest.raises(InvalidArgument, match="threshold must be a finite distance above 0"):
+        decide(np.zeros(4), np.ones(4), cal, threshold=bad)
+    assert decide(np.zeros(4), np.ones(4), cal, threshold=2.5).same  # a finite one is used as given

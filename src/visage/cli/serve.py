@@ -54,12 +54,14 @@ def run_serve(args) -> int:
     from ..server.auth import KeyStore
 
     settings = settings_from(args)
-    if args.admin and not args.create_key:
+    # `--create-key ""` is a key request with a bad name, not a request to start the server.
+    creating = args.create_key is not None
+    if args.admin and not creating:
         raise VisageError("--admin goes with --create-key NAME")
-    if args.create_key or args.list_keys or args.revoke_key:
+    if creating or args.list_keys or args.revoke_key is not None:
         store = KeyStore(settings.state_path())
         try:
-            if args.create_key:
+            if creating:
                 key = store.create(args.create_key, admin=args.admin)
                 kind = "admin key" if args.admin else "key"
                 print(key)

@@ -171,6 +171,7 @@ def run_style(args) -> int:
     if settings.frames_dir:
         Path(settings.frames_dir).mkdir(parents=True, exist_ok=True)
     blend = _parse_floats(args.style_blend) if args.style_blend else None
+    settings.validate()  # a bad setting is refused before the time it would take is estimated
     _say_how_long(settings, args.images[0])
     result = stylize(args.images[0], args.images[1:], settings, style_blend=blend, progress=not args.quiet)
     save_image(result.pixels, output, result.metadata())

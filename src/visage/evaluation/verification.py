@@ -160,10 +160,24 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
 
 
+def chosen_threshold(threshold: float | None, default: float) -> float:
+    """``threshold`` when given, else ``default``; a given one must be a finite positive distance.
+
+    An infinite or NaN threshold would accept (or refuse) everyone, so it is refused with
+    :class:`~visage.errors.InvalidArgument` rather than honoured.
+    """
+    if threshold is None:
+        return float(default)
+    value = float(threshold)
+    if not np.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"threshold must be a finite distance above 0, not {threshold!r}")
+    return value
+
+
 def decide(a: np.ndarray, b: np.ndarray, calibration: Calibration, threshold: float | None = None) -> Verification:
     """Compare two embeddings under ``calibration`` (or an explicit ``threshold``); returns a :class:`Verification`."""
     d = distance(a, b)
-    t = calibration.threshold if threshold is None else float(threshold)
+    t = chosen_threshold(threshold, calibration.threshold)
     return Verification(distance=d, threshold=t, same=d <= t, probability=float(calibration.probability(d)),
                         encoder=calibration.encoder_label, embedding=calibration.encoder)
 

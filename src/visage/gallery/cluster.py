@@ -103,6 +103,7 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str | os.PathLike = DE
     threshold of ``calibration`` (checked to be fitted for ``encoder``), else of the shipped one.
     """
     from ..evaluation.calibration import calibration_for
+    from ..evaluation.verification import chosen_threshold
     from ..pipeline import encode_many
 
     folder = Path(folder)
@@ -112,7 +113,7 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str | os.PathLike = DE
     if not paths:
         raise GalleryError(f"{folder}: no image files found")
     enc = get_encoder(encoder)
-    t = calibration_for(encoder, enc.name, calibration).threshold if threshold is None else float(threshold)
+    t = chosen_threshold(threshold, calibration_for(encoder, enc.name, calibration).threshold)
     faces: list[ClusterFace] = []
     skipped: list[tuple[str, str]] = []
     for photo in encode_many(paths, detector=detector, encoder=str(encoder), batch_size=batch, progress=progress,

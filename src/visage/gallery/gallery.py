@@ -415,7 +415,9 @@ class Gallery:
         calibration = self.calibration()
         out = []
         hits_per_row = self._searcher().search(encodings, max(top, 1), match) if bound else [[] for _ in encodings]
-        t = self.threshold() if threshold is None else float(threshold)
+        from ..evaluation.verification import chosen_threshold
+
+        t = chosen_threshold(threshold, self.threshold())
         for hits in hits_per_row:
             candidates = [Candidate(n, d, float(calibration.probability(d))) for n, d in hits[:top]]
             best = hits[0] if hits else None
