@@ -143,7 +143,7 @@ def encode(request: Request, who: Caller, image: Annotated[UploadFile, File(desc
 @router.post("/v1/verify", response_model=schemas.VerifyResponse, responses=ERRORS, tags=["faces"])
 def verify(request: Request, who: Caller, a: Annotated[UploadFile, File(description="first photo")],
            b: Annotated[UploadFile, File(description="second photo")],
-           threshold: Annotated[float | None, Form(gt=0)] = None):
+           threshold: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None):
     """Are the largest faces in the two photos the same person? (422 when a photo has no face)"""
     from ..api import verify as same_person
 
@@ -193,7 +193,7 @@ def enroll(request: Request, who: Admin, name: Annotated[str, Form(min_length=1,
              responses={**ERRORS, 403: {"model": schemas.Refused}}, tags=["gallery"])
 def identify(request: Request, who: Caller, image: Annotated[UploadFile, File(description="a photo")],
              top: Annotated[int, Form(ge=1, le=50)] = 5,
-             threshold: Annotated[float | None, Form(gt=0)] = None,
+             threshold: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None,
              require_live: Annotated[bool, Form(description="the largest face must pass the passive liveness "
                                                             "check first (else 403 with the verdict); only "
                                                             "that face gets a name")] = False):
