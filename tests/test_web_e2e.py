@@ -291,7 +291,7 @@ def test_live_check_in_the_browser(site, desktop):
     assert page.inner_text("#prompt")
     page.wait_for_selector("#result:is([data-state=ok], [data-state=warn], [data-state=error])", timeout=120_000)
     text = page.inner_text("#result")
-    screenshot(page, site.folder, "live_check")
+    screenshot(page, site.folder, "web-live-check")
     decision = page.get_attribute("#result", "data-decision")
     assert decision in ("challenge failed", "attack", "insufficient evidence"), text
     assert page.get_attribute("#result", "data-state") in ("warn", "error") and colour(page, "#result") in (AMBER, RED)

@@ -17,9 +17,10 @@ from ..errors import SpoofError, VisageError
 EXIT_ERROR = 2
 #: Exit status when ``--require-live`` refused the input (an attack, or no proof of a live face).
 EXIT_REFUSED = 4
-#: Printed once per run that uses dlib's CNN detector without CUDA.
-MMOD_ON_CPU = ("visage: warning: --detector mmod runs dlib's CNN on the CPU: about a second or more per photo; "
-               "hog (the default) is much faster")
+#: Printed once per run that uses dlib's CNN detector without CUDA (measured: 9.9 s against HOG's
+#: 1.1 s on skimage's astronaut, 2 cores).
+MMOD_ON_CPU = ("visage: warning: --detector mmod runs dlib's CNN on the CPU: several seconds a photo, "
+               "about 10 times hog (the default)")
 
 
 def version() -> str:

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,32 @@ def _record_from_row(encoding: bytes, sha: str, source: str, box: str | None, lm
         landmarks5=np.asarray(json.loads(lm), np.float32) if lm else None, quality=quality)
 
 
+#: Owner-only permissions: a gallery holds face templates, which are personal data.
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+
+
+def _keep_private(path: Path, exists: bool) -> None:
+    """Create a new gallery file 0600 in 0700 folders; tighten an existing one that others can read, with a warning.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they follow.
+    """
+    if not exists:
+        missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in missing:
+            folder.chmod(PRIVATE_FOLDER)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if not file.exists() or file.stat().st_mode & 0o077 == 0:
+            continue
+        try:
+            file.chmod(PRIVATE_FILE)
+            warnings.warn(f"{file}: was readable by others; made readable by its owner only (0600)", stacklevel=3)
+        except OSError as exc:
+            warnings.warn(f"{file}: readable by others, and could not be tightened ({exc.strerror})", stacklevel=3)
+
+
 class SQLiteStore:
     """A gallery in one SQLite file (WAL journal, one transaction per enrolled person)."""
 
@@ -198,8 +225,7 @@ class SQLiteStore:
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
             raise GalleryError(f"{self.path}: no such gallery")
-        if not exists:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        _keep_private(self.path, exists)
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             try:
