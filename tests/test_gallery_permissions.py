@@ -42,3 +42,33 @@ def test_the_cli_creates_a_private_gallery(shared_data, tmp_path):
     photo = shared_data / "faces" / "facerec__obama" / "obama.jpg"
     assert main(["enroll", "Obama", str(photo), "--gallery", str(path)]) == 0
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
+
+
+def _open_at_once(path: str, barrier, results) -> None:
+    from visage.gallery.store import SQLiteStore
+
+    barrier.wait()
+    try:
+        store = SQLiteStore(path)
+        store.people()
+        store.close()
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 -- the test reports whatever went wrong
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_one_new_gallery_at_once_all_open_it(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(8):
+        path = str(tmp_path / f"round{round_}" / "g.db")
+        barrier, results = ctx.Barrier(6), ctx.Queue()
+        workers = [ctx.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(6)]
+        for w in workers:
+            w.start()
+        answers = [results.get(timeout=60) for _ in workers]
+        for w in workers:
+            w.join()
+        assert answers == ["ok"] * 6, answers
+        assert not [p for p in (tmp_path / f"round{round_}").iterdir() if p.name.endswith(".new")]

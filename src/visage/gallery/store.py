@@ -185,30 +185,67 @@ def _record_from_row(encoding: bytes, sha: str, source: str, box: str | None, lm
         landmarks5=np.asarray(json.loads(lm), np.float32) if lm else None, quality=quality)
 
 
+def _initialise(db: sqlite3.Connection) -> None:
+    """Write a new gallery's schema and meta rows (inside the caller's transaction)."""
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    for statement in _SCHEMA.strip().split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (f"visage {__version__}",))
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
+
+
+def _create_atomically(path: Path) -> None:
+    """Make a whole new gallery under a temporary name, then link it into place.
+
+    Two processes creating one gallery at once never see a half-made file: the first link wins,
+    and the other process drops its copy and opens the winner's.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            _initialise(db)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 #: Owner-only permissions: a gallery holds face templates, which are personal data.
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 
 
-def _keep_private(path: Path, exists: bool) -> None:
-    """Create a new gallery file 0600 in 0700 folders; tighten an existing one that others can read, with a warning.
+def _make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and any missing parents with owner-only permissions (0700)."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in missing:
+        made.chmod(PRIVATE_FOLDER)
 
-    SQLite gives its -wal and -shm files the database file's permissions, so they follow.
+
+def _tighten(path: Path) -> None:
+    """Make a gallery file that others can read owner-only (0600), with a warning.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they are checked too.
     """
-    if not exists:
-        missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for folder in missing:
-            folder.chmod(PRIVATE_FOLDER)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE))
-        return
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if not file.exists() or file.stat().st_mode & 0o077 == 0:
             continue
         try:
             file.chmod(PRIVATE_FILE)
-            warnings.warn(f"{file}: was readable by others; made readable by its owner only (0600)", stacklevel=3)
+            warnings.warn(f"{file}: was readable by others; made readable by its owner only (0600)", stacklevel=4)
         except OSError as exc:
-            warnings.warn(f"{file}: readable by others, and could not be tightened ({exc.strerror})", stacklevel=3)
+            warnings.warn(f"{file}: readable by others, and could not be tightened ({exc.strerror})", stacklevel=4)
 
 
 class SQLiteStore:
@@ -225,7 +262,12 @@ class SQLiteStore:
         exists = self.path.exists() and self.path.stat().st_size > 0
         if not exists and not create:
             raise GalleryError(f"{self.path}: no such gallery")
-        _keep_private(self.path, exists)
+        if not exists:
+            _make_private_folders(self.path.parent)
+            if not self.path.exists():
+                _create_atomically(self.path)
+                exists = True
+        _tighten(self.path)
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             try:
@@ -252,14 +294,7 @@ class SQLiteStore:
         db.execute("PRAGMA foreign_keys=ON")
         if not exists:
             with self._write():
-                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('created_by', ?)", (f"visage {__version__}",))
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
+                _initialise(db)
         else:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             missing = {"meta", "people", "faces", "removed", "audit"} - tables
