@@ -236,3 +236,14 @@ def test_require_live_refuses_a_clip_without_challenge():
     challenged = LivenessResult(True, 0.9, 0.5, {"challenge": {"asked": True, "llr": 2.0}}, "live", "clip.mp4")
     assert refuse_unless_live(challenged) is challenged
     assert "challenge" in NO_CHALLENGE_NOTE
+
+
+def test_frame_times_are_numbers_one_per_frame():
+    from visage.errors import InvalidArgument
+    from visage.liveness.active import parse_frame_times
+
+    assert parse_frame_times("0, 33.3,66.7", 3) == [0.0, 33.3, 66.7]
+    assert parse_frame_times(None, 5) == [] and parse_frame_times(" ", 5) == []
+    for text, count in (("abc", 1), ("1,inf", 2), ("1,2", 3)):
+        with pytest.raises(InvalidArgument):
+            parse_frame_times(text, count)

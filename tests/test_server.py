@@ -387,6 +387,11 @@ def test_challenge_flow(server, photos, passive_model):
                       files=[("frames", ("f.jpg", b"junk", "image/jpeg"))])
     assert bad.status_code == 400
     frame = photos["obama2"]
+    for times in ("abc", "1,nan", "1,2,3"):  # not numbers, not finite, not one per frame: 400, never 500
+        wrong = client.post(f"/v1/liveness/challenges/{cid}/frames", headers=server["user"], data={"times": times},
+                            files=[("frames", (f"f{i}.jpg", frame, "image/jpeg")) for i in range(2)])
+        assert wrong.status_code == 400, wrong.text
+        assert "times" in wrong.json()["detail"]
     for batch in range(3):
         files = [("frames", (f"f{i}.jpg", frame, "image/jpeg")) for i in range(4)]
         times = ",".join(str(100.0 * (batch * 4 + i)) for i in range(4))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..errors import InvalidArgument
 from ..faces.types import Face
 
 #: Indices of the six points of each eye in the 68-point scheme (corner, top, top, corner, bottom, bottom).
@@ -273,6 +274,25 @@ class PlanarityResult:
     def to_dict(self) -> dict:
         return {"residual": None if self.residual is None else round(self.residual, 5), "pairs": self.pairs,
                 "planar": self.planar, "threshold": self.threshold, "max_motion": round(self.max_motion, 4)}
+
+
+def parse_frame_times(text: str | None, frames: int) -> list[float]:
+    """Capture times in ms from ``"0,33.3,66.7"``, one per frame; ``[]`` when none are given.
+
+    Raises :class:`~visage.errors.InvalidArgument` for a value that is not a finite number, or a
+    count that does not match ``frames``: timing drives blink and turn detection, so it is not guessed.
+    """
+    if not text or not text.strip():
+        return []
+    try:
+        stamps = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InvalidArgument(f"frame times must be comma-separated numbers of milliseconds, not {text[:40]!r}") from None
+    if not all(math.isfinite(t) for t in stamps):
+        raise InvalidArgument("frame times must be finite numbers of milliseconds")
+    if len(stamps) != frames:
+        raise InvalidArgument(f"{len(stamps)} times for {frames} frames")
+    return stamps
 
 
 def homography_residual(a: np.ndarray, b: np.ndarray) -> float:

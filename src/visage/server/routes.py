@@ -360,11 +360,9 @@ def challenge_frames(request: Request, who: Caller, challenge_id: str,
     """Add frames to an open challenge (at most ``max_frames`` in all)."""
     svc = service(request)
     challenge = svc.challenges.get(challenge_id, who.key_id)
-    stamps = [float(t) for t in times.split(",") if t.strip()] if times else []
-    if stamps and len(stamps) != len(frames):
-        raise VisageError(f"{len(stamps)} times for {len(frames)} frames")
-    if not all(math.isfinite(t) for t in stamps):
-        raise VisageError("frame times must be finite numbers of milliseconds")
+    from ..liveness.active import parse_frame_times
+
+    stamps = parse_frame_times(times, len(frames))
     blobs = []
     for i, frame in enumerate(frames):
         data = frame.file.read()
