@@ -72,3 +72,25 @@ def test_processes_creating_one_new_gallery_at_once_all_open_it(tmp_path):
             w.join()
         assert answers == ["ok"] * 6, answers
         assert not [p for p in (tmp_path / f"round{round_}").iterdir() if p.name.endswith(".new")]
+
+
+def test_names_are_one_form_and_readable(tmp_path):
+    import numpy as np
+
+    from visage.errors import InvalidArgument
+    from visage.gallery.types import FaceRecord
+
+    vector = np.ones(640, np.float32) / np.sqrt(640)
+    with Gallery(tmp_path / "g.db", encoder="dlib+facenet") as gallery:
+        composed, decomposed = "Zo\u00eb", "Zoe\u0308"  # one name, two Unicode forms
+        gallery.add(composed, [FaceRecord(vector, "a")], encoder_name="dlib+facenet-w0.60", dim=640)
+        gallery.add(decomposed, [FaceRecord(vector * 0.99, "b")], encoder_name="dlib+facenet-w0.60", dim=640)
+        assert [(p.name, p.faces) for p in gallery.people()] == [(composed, 2)]
+        assert len(gallery.faces(decomposed)) == 2  # found under either form
+        for bad in ("   ", "\u202eevil", "tab\there", "new\nline"):
+            with pytest.raises(InvalidArgument):
+                gallery.add(bad, [FaceRecord(vector, bad)], encoder_name="dlib+facenet-w0.60", dim=640)
+        with pytest.raises(InvalidArgument):
+            gallery.rename(composed, " ")
+        with pytest.raises(Exception, match="no person called 'Nobody' in the gallery$"):
+            gallery.faces("Nobody")

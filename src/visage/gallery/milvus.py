@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import milvus_token
 from ..errors import FaceNotFound, GalleryError, NameTaken, PersonNotFound
-from .store import AddResult, _box_json, _check_name, _landmarks_json, _record_from_row
+from .store import AddResult, _box_json, _check_name, _landmarks_json, _lookup_name, _record_from_row
 from .types import FaceRecord, Person, StoredFace
 
 #: The most rows Milvus returns from one search or query.
@@ -135,14 +135,14 @@ class MilvusStore:
                                                       "v": _DUMMY}])
 
     def _person(self, name: str) -> dict | None:
-        rows = self._client.query(self._name("people"), filter=f"name == {_quote(name)}",
+        rows = self._client.query(self._name("people"), filter=f"name == {_quote(_lookup_name(name))}",
                                   output_fields=["id", "name", "created"])
         return rows[0] if rows else None
 
     def _person_id(self, name: str) -> int:
         row = self._person(name)
         if row is None:
-            raise PersonNotFound(f"no person called {name!r} in {self.location}")
+            raise PersonNotFound(f"no person called {name!r} in the gallery")
         return int(row["id"])
 
     def add(self, name: str, records: list[FaceRecord], encoder: str, dim: int,

@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import time
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import __version__
-from ..errors import FaceNotFound, GalleryError, NameTaken, PersonNotFound
+from ..errors import FaceNotFound, GalleryError, InvalidArgument, NameTaken, PersonNotFound
 from ..faces.types import Box
 from .types import FaceRecord, Person, StoredFace
 
@@ -409,9 +410,9 @@ class SQLiteStore:
         return [Person(name, n, created) for name, n, created in rows]
 
     def _person_id(self, name: str) -> int:
-        row = self._db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute("SELECT id FROM people WHERE name = ?", (_lookup_name(name),)).fetchone()
         if row is None:
-            raise PersonNotFound(f"no person called {name!r} in {self.location}")
+            raise PersonNotFound(f"no person called {name!r} in the gallery")
         return row[0]
 
     def faces(self, name: str) -> list[StoredFace]:
@@ -524,10 +525,21 @@ class SQLiteStore:
         self._db.close()
 
 
+#: Bidirectional embeddings, overrides and isolates: they make a name display as another one.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _lookup_name(name: str) -> str:
+    """A name as stored: NFC (so composed and decomposed accents are one person) and stripped."""
+    return unicodedata.normalize("NFC", name or "").strip()
+
+
 def _check_name(name: str) -> str:
-    name = (name or "").strip()
+    """The name to store for a new person or a rename; raises InvalidArgument for one a person cannot read."""
+    name = _lookup_name(name)
     if not name:
-        raise GalleryError("a person needs a non-empty name")
-    if len(name) > 200 or any(ord(c) < 32 for c in name):
-        raise GalleryError(f"{name[:40]!r}: names must be at most 200 printable characters")
+        raise InvalidArgument("a person needs a name with something other than spaces in it")
+    if len(name) > 200 or any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in name):
+        raise InvalidArgument(f"{name[:40]!r}: names must be at most 200 printable characters, without control "
+                              "or text-direction characters")
     return name
