@@ -94,3 +94,25 @@ def test_names_are_one_form_and_readable(tmp_path):
             gallery.rename(composed, " ")
         with pytest.raises(Exception, match="no person called 'Nobody' in the gallery$"):
             gallery.faces("Nobody")
+
+
+def test_one_photo_re_saved_is_not_a_new_person(shared_data, tmp_path):
+    import io
+
+    from PIL import Image as PILImage
+
+    photo = shared_data / "faces" / "facerec__obama" / "obama.jpg"
+    copies = {}
+    for fmt, options in (("PNG", {}), ("WEBP", {"quality": 50}), ("JPEG", {"quality": 60})):
+        buffer = io.BytesIO()
+        PILImage.open(photo).convert("RGB").save(buffer, fmt, **options)
+        copies[fmt] = tmp_path / f"obama.{fmt.lower()}"
+        copies[fmt].write_bytes(buffer.getvalue())
+    with Gallery(tmp_path / "g.db") as gallery:
+        assert gallery.enroll("Obama", [photo]).faces_added == 1
+        for k, (fmt, path) in enumerate(copies.items()):
+            report = gallery.enroll(f"Someone {k}", [path])
+            assert report.faces_added == 0, fmt
+            assert "already enrolled as Obama" in report.skipped[0][1]
+        assert gallery.enroll("Obama", [copies["PNG"]]).faces_added == 1  # more photos of the same person are fine
+        assert [p.name for p in gallery.people()] == ["Obama"]

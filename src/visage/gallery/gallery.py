@@ -18,12 +18,13 @@ import numpy as np
 
 from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
 from ..encoders import get_encoder
-from ..errors import FaceCountError, GalleryError, ImageError, ModelError
+from ..errors import FaceCountError, GalleryError, ImageError, ModelError, VisageError
 from ..faces.types import Box, Face
 from ..media.images import Image, ImageSource, list_images, load_image, source_label
 from ..pipeline import detect, encode, encode_many
 from .index import ExactIndex, Index, IvfIndex, Match
 from .store import LEGACY_ENCODER_KEYS, Cursor, SQLiteStore, Store, encoder_key_for
+from .store import _lookup_name as _stored_name
 from .types import Candidate, EnrollReport, FaceRecord, Identification, Person, StoredFace
 
 if TYPE_CHECKING:
@@ -37,6 +38,10 @@ AUTO_IVF_FACES = 200_000
 IVF_TRAIN_FACES = 20_000
 #: Matching rule chosen by measurement on the dev set (bench/bench_gallery_accuracy.py, docs/gallery.md).
 DEFAULT_MATCH: Match = "nearest"
+#: A face nearer than this fraction of the 1:1 threshold to another person's stored face is that
+#: same face again (a re-saved or resized copy of one photo measured up to 0.12 of 0.78 with
+#: dlib+facenet; different people on the dev set were never nearer than 0.68).
+SAME_FACE_FRACTION = 0.2
 #: Photos encoded together in one call during enrolment.
 ENCODE_BATCH = 16
 #: Side in pixels of the square JPEG kept with each enrolled face, for people to recognise it by.
@@ -273,13 +278,41 @@ class Gallery:
         if encoder_name is None:
             encoder_name, encoder_key = self.encoder.name, encoder_key_for(self.encoder_key)
         dim = dim or (len(records[0].encoding) if records else self.encoder.dim)
-        result = self.store.add(name, list(records), encoder_name, dim, encoder_key)
         report = EnrollReport()
+        records, taken = self._split_faces_of_others(name, list(records), dim)
+        report.skipped.extend(taken)
+        result = self.store.add(name, records, encoder_name, dim, encoder_key)
         if result.face_ids:
             report.added[name.strip()] = len(result.face_ids)
         for rec, owner in result.duplicates:
             report.skipped.append((rec.source, f"already enrolled (as {owner})"))
         return report
+
+    def _split_faces_of_others(self, name: str, records: list[FaceRecord], dim: int
+                               ) -> tuple[list[FaceRecord], list[tuple[str, str]]]:
+        """The records to store, and (source, reason) for those that are another person's face.
+
+        One photo re-saved in another format or size encodes within a few hundredths of itself, so
+        a face that close to someone else's stored face is that face again, not a new person. The
+        limit is a fraction (:data:`SAME_FACE_FRACTION`) of the 1:1 threshold; without a
+        calibration (a trained model not yet calibrated) the check is skipped.
+        """
+        bound = self._bound_encoder()
+        if not records or bound is None or bound[1] != dim:
+            return records, []
+        try:
+            limit = SAME_FACE_FRACTION * self.calibration().threshold
+        except VisageError:
+            return records, []
+        nearest = self._searcher().search(np.stack([r.encoding for r in records]).astype(np.float32), 1, "nearest")
+        keep, taken = [], []
+        for record, hits in zip(records, nearest):
+            owner, distance = hits[0] if hits else (None, np.inf)
+            if owner is not None and owner != _stored_name(name) and distance <= limit:
+                taken.append((record.source, f"this face is already enrolled as {owner} (distance {distance:.3f})"))
+            else:
+                keep.append(record)
+        return keep, taken
 
     def enroll(self, name: str, photos: Iterable[ImageSource]) -> EnrollReport:
         """Enrol ``name`` from photos with exactly one face each; one transaction for the person.
