@@ -528,3 +528,19 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path, capsys):
     # An empty name is a bad key request (exit 2), never a server start.
     assert main(["serve", "--state", state, "--create-key", ""]) == 2
     assert "a key needs a name" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_port_or_one_in_use_in_one_line(tmp_path, capsys):
+    import socket
+
+    from visage.cli import main
+
+    assert main(["serve", "--state", str(tmp_path / "s.db"), "--port", "70000"]) == 2
+    err = capsys.readouterr().err
+    assert "bad server setting: port" in err and "Traceback" not in err
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--state", str(tmp_path / "s.db"), "--gallery", str(tmp_path / "g.db"),
+                     "--port", str(port)]) == 2
+    out, err = capsys.readouterr()
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "serving on" not in out

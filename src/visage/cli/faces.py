@@ -166,7 +166,8 @@ def register(sub) -> None:
     p = sub.add_parser("detect", help="find faces: boxes, scores, 5- and 68-point landmarks",
                        epilog=BATCH_EPILOG)
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="photos or folders of photos")
-    p.add_argument("--draw", metavar="OUT.png", help="write the photo with detections drawn on it (one photo only)")
+    p.add_argument("--draw", metavar="OUT.png",
+                   help="write the photo with detections drawn on it (one photo only; default: no drawing)")
     add_batch_options(p, "print one JSON object: the photo's size and every face")
     add_detector_options(p)
     p.set_defaults(run=run_detect)

@@ -41,12 +41,11 @@ def register(sub) -> None:
 
 def settings_from(args):
     """ServerSettings from the environment, overridden by the options given."""
-    from ..server.settings import ServerSettings
+    from ..server.settings import load_settings
 
-    given = {"host": args.host, "port": args.port, "gallery": args.gallery, "state": args.state,
-             "cors_origins": args.cors, "workers": args.workers, "encoder": args.encoder,
-             "calibration": args.calibration}
-    return ServerSettings(**{k: v for k, v in given.items() if v is not None})
+    return load_settings(host=args.host, port=args.port, gallery=args.gallery, state=args.state,
+                         cors_origins=args.cors, workers=args.workers, encoder=args.encoder,
+                         calibration=args.calibration)
 
 
 def run_serve(args) -> int:
@@ -88,15 +87,25 @@ def run_serve(args) -> int:
 def serve(settings) -> int:
     """Run the app until SIGINT or SIGTERM; requests in flight are finished first."""
     import logging
+    import socket
 
     import uvicorn
 
+    from ..errors import VisageError
     from ..server import create_app
 
     app = create_app(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(f"visage: serving on http://{settings.host}:{settings.port}/ (API docs at /docs)", flush=True)
+    # Bind first, so "serving on" is only said once it is true (and a port in use is a clear error).
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        sock = socket.create_server((settings.host, settings.port), family=family)
+    except OSError as exc:
+        raise VisageError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})") from None
+    port = sock.getsockname()[1]
+    print(f"visage: serving on http://{settings.host}:{port}/ (API docs at /docs)", flush=True)
     # timeout_graceful_shutdown: on SIGTERM, stop accepting, then give requests in flight this long.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=True,
-                timeout_graceful_shutdown=60, server_header=False)
+    config = uvicorn.Config(app, log_level="info", access_log=True, timeout_graceful_shutdown=60,
+                            server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -87,3 +87,21 @@ class ServerSettings(BaseSettings):
         """The passphrase encrypting stored encodings, from ``$VISAGE_GALLERY_KEY``
         (:func:`visage.config.gallery_key`), or None."""
         return config.gallery_key()
+
+
+def load_settings(**options) -> ServerSettings:
+    """ServerSettings from the environment, overridden by ``options`` (None means "not given").
+
+    A value out of range, from an option or a ``VISAGE_SERVER_*`` variable, raises
+    :class:`~visage.errors.InvalidArgument` naming the setting, instead of pydantic's report.
+    """
+    from pydantic import ValidationError
+
+    from ..errors import InvalidArgument
+
+    try:
+        return ServerSettings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                             for e in exc.errors())
+        raise InvalidArgument(f"bad server setting: {problems}") from None
