@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 
 from visage.cli import MMOD_ON_CPU, build_parser, main, subparsers
 from visage.cli import style as style_cli
-from visage.cli.wording import claim_verdict, margin, probability
+from visage.wording import claim_verdict, margin, probability
 
 ROOT = Path(__file__).resolve().parents[1]
 

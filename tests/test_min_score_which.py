@@ -72,6 +72,7 @@ def test_cli_detect_and_demo_drop_the_patch(astronaut_png, capsys, tmp_path):
     assert len(json.loads(capsys.readouterr().out)["faces"]) == 2
 
     # Without the dev set the demo works on the astronaut: one face now, not the patch as well.
+    (tmp_path / "no-dev-set").mkdir()  # a folder without the dev set's faces/
     assert main(["demo", "--data", str(tmp_path / "no-dev-set"), "-o", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "astronaut (skimage) (512×512): 1 face(s)" in out

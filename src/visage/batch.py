@@ -27,13 +27,12 @@ from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, TypeVar
 
-import numpy as np
-
 from .config import DEFAULT_DETECTOR, DEFAULT_ENCODER
 from .errors import SpoofError, VisageError
 from .faces.types import Box, Face, FaceEncoding
 from .media.images import IMAGE_SUFFIXES, list_images, load_image, source_label
 from .pipeline import BATCH_SIZE, Which, encode_many
+from .wording import probability
 
 if TYPE_CHECKING:
     from .evaluation.calibration import CalibrationSource
@@ -274,7 +273,7 @@ class PairRecord:
         label = "" if self.expected is None else f"  [label {'same' if self.expected else 'different'}" \
                                                  f"{'' if self.correct else ', WRONG'}]"
         return (f"{self.a}  {self.b}: {verdict}  distance {r.distance:.4f} vs threshold {r.threshold:.4f} "
-                f"(P(same) {r.probability:.3f}; faces at {box_text(r.face_a)} and {box_text(r.face_b)}){label}")
+                f"(P(same) {probability(r.probability)}; faces at {box_text(r.face_a)} and {box_text(r.face_b)}){label}")
 
 
 Record = DetectedFace | EncodedFace | IdentifiedFace | LivenessRecord | PairRecord
@@ -529,16 +528,9 @@ def identify_photos(gallery: Gallery, sources: Sequence[Path], settings: Setting
         if skipped is not None:
             yield skipped
             continue
-        results: list[Identification] = []
-        if photo.encodings:
-            matches = gallery.search(np.stack([e.encoding for e in photo.encodings]), top=top, threshold=threshold,
-                                     match=match or DEFAULT_MATCH)  # type: ignore[arg-type]
-            results = [replace(m, box=e.face.box) for e, m in zip(photo.encodings, matches)]
-            if require_live:
-                results = [replace(results[0], live=True)] + [r.withheld(None) for r in results[1:]]
-        gallery.store.log("identify", photo.sha256, photo.source, {"faces": [
-            {"box": r.box.to_dict() if r.box else None, "name": r.name,
-             "distance": None if r.distance is None else round(r.distance, 6), "live": r.live} for r in results]})
+        results = gallery.name_faces(photo.encodings, photo=photo.source, sha256=photo.sha256 or "", top=top,
+                                     threshold=threshold, match=match or DEFAULT_MATCH,  # type: ignore[arg-type]
+                                     judged_live=require_live)
         records = tuple(IdentifiedFace(photo.source, i, r) for i, r in enumerate(results, 1))
         yield Outcome(photo.source, records, "ok" if any(r.known for r in results) else "negative", size=photo.size)
 

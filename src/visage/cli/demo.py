@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ..demo import default_data_dir, run_demo
 from ..errors import VisageError
+from ..wording import probability
 from .faces import add_detector_options
-from .wording import probability
 
 
 def register(sub) -> None:

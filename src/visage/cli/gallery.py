@@ -216,7 +216,7 @@ def run_identify(args) -> int:
         summary = print_outcomes(outcomes, args, IdentifiedFace.CSV_COLUMNS, faces_header(f", encoder {encoder}"),
                                  as_object=as_object, indent=2)
         if args.claim and not (args.json or args.csv or args.jsonl):
-            from .wording import claim_verdict
+            from ..wording import claim_verdict
 
             print(f"  claim: {claim_verdict(args.claim, found.name, found.candidates[0].name)}")
     return EXIT_FOR[summary.worst]

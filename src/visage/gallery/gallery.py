@@ -19,7 +19,7 @@ import numpy as np
 from ..config import DEFAULT_DETECTOR, DEFAULT_ENCODER, default_gallery_path
 from ..encoders import get_encoder
 from ..errors import FaceCountError, GalleryError, ImageError, ModelError, VisageError
-from ..faces.types import Box, Face
+from ..faces.types import Box, Face, FaceEncoding
 from ..media.images import Image, ImageSource, list_images, load_image, source_label
 from ..pipeline import detect, encode, encode_many
 from .index import ExactIndex, Index, IvfIndex, Match
@@ -478,15 +478,27 @@ class Gallery:
         if require_live:
             _refuse_unless_live(img, faces)
         found = encode(img, faces=faces, encoder=self.encoder_key)
-        if not found:
-            results: list[Identification] = []
-        else:
+        return self.name_faces(found, photo=img.name, sha256=img.sha256, top=top, threshold=threshold, match=match,
+                               judged_live=require_live, audit=audit)
+
+    def name_faces(self, found: Sequence[FaceEncoding], *, photo: str, sha256: str, top: int = 5,
+                   threshold: float | None = None, match: Match = DEFAULT_MATCH, judged_live: bool = False,
+                   audit: bool = True) -> list[Identification]:
+        """Say who each already-encoded face of one photo is: the matching half of :meth:`identify`.
+
+        ``found`` are the photo's faces and encodings, largest first (from :func:`visage.encode`).
+        Returns one :class:`Identification` per face. ``judged_live`` says the largest face passed a
+        liveness check: then only it may be named (``live`` True) and the others are withheld. The
+        answer is written to the audit log under ``photo`` and ``sha256`` unless ``audit`` is False.
+        """
+        results: list[Identification] = []
+        if found:
             matches = self.search(np.stack([f.encoding for f in found]), top=top, threshold=threshold, match=match)
             results = [replace(m, box=enc.face.box) for enc, m in zip(found, matches)]
-            if require_live:
+            if judged_live:
                 results = [replace(results[0], live=True)] + [r.withheld(None) for r in results[1:]]
         if audit:
-            self.store.log("identify", img.sha256, img.name, {"faces": [
+            self.store.log("identify", sha256, photo, {"faces": [
                 {"box": r.box.to_dict() if r.box else None, "name": r.name,
                  "distance": None if r.distance is None else round(r.distance, 6), "live": r.live}
                 for r in results]})

@@ -1,4 +1,4 @@
-"""How results read in the terminal: small formatters that several commands share.
+"""How results read to a person: small formatters that the CLI and the batch records share.
 
 Only presentation lives here; what a result means (its decision, its reason) is the library's.
 """
