@@ -116,3 +116,17 @@ def test_one_photo_re_saved_is_not_a_new_person(shared_data, tmp_path):
             assert "already enrolled as Obama" in report.skipped[0][1]
         assert gallery.enroll("Obama", [copies["PNG"]]).faces_added == 1  # more photos of the same person are fine
         assert [p.name for p in gallery.people()] == ["Obama"]
+
+
+def test_a_file_that_is_not_a_gallery_is_left_as_it_was(tmp_path):
+    import sqlite3
+
+    from visage.errors import GalleryError
+
+    notes = tmp_path / "notes.db"
+    with sqlite3.connect(notes) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    notes.chmod(0o644)
+    with pytest.raises(GalleryError, match="not a visage gallery"):
+        Gallery(notes)
+    assert mode(notes) == 0o644

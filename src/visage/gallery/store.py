@@ -268,7 +268,6 @@ class SQLiteStore:
             if not self.path.exists():
                 _create_atomically(self.path)
                 exists = True
-        _tighten(self.path)
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             try:
@@ -278,6 +277,7 @@ class SQLiteStore:
                 raise
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
+        _tighten(self.path)  # only once it is known to be a gallery: another program's file is left alone
 
     # -- opening -------------------------------------------------------------------------------
     def _check_or_create(self, exists: bool) -> None:
