@@ -195,3 +195,19 @@ def test_module_fine_tunes_and_train_mode_keeps_pretrained_outputs(facenet):
     loss.backward()
     assert net.conv2d_1a_3x3.conv.weight.grad.abs().sum() > 0
     assert net.bottleneck.weight.grad.abs().sum() > 0
+
+
+def test_the_graph_is_read_without_tensorflow_or_tensorboard(monkeypatch):
+    """The GraphDef reader is plain protobuf: blocking TensorBoard changes nothing."""
+    import sys
+
+    from visage.encoders.facenet import EXPECTED_TENSORS, convert_graph
+    from visage.models import model_path
+
+    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.", "tensorflow"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # any import of it now fails
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    state = convert_graph(model_path("facenet_graph"))
+    assert len(state) == EXPECTED_TENSORS + 2  # plus the constant γ and num_batches_tracked
+    assert state["bottleneck.weight"].shape == (512, 1792)

