@@ -96,3 +96,20 @@ def test_finds_a_planted_cycle():
 def test_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_the_face_pipeline_never_imports_the_optional_stacks(shared_data):
+    """``import visage`` and a ``verify`` call load neither the server, Milvus, plotting nor TensorBoard."""
+    import subprocess
+    import sys
+
+    faces = shared_data / "faces" / "facerec__obama"
+    code = (
+        "import sys, visage\n"
+        f"visage.verify({str(faces / 'obama.jpg')!r}, {str(faces / 'obama2.jpg')!r})\n"
+        "print(' '.join(m for m in ('fastapi', 'uvicorn', 'pymilvus', 'milvus_lite', 'matplotlib', 'tensorboard',"
+        " 'tensorflow') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
