@@ -110,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     except VisageError as exc:
         print(f"visage: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        from ..extras import missing_extra
+
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"visage: error: {missing}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("visage: interrupted", file=sys.stderr)
         return 130

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import milvus_token
 from ..errors import FaceNotFound, GalleryError, NameTaken, PersonNotFound
+from ..extras import missing_extra
 from .store import AddResult, _box_json, _check_name, _landmarks_json, _lookup_name, _record_from_row
 from .types import FaceRecord, Person, StoredFace
 
@@ -47,9 +48,11 @@ class MilvusStore:
     def __init__(self, location: str):
         try:
             from pymilvus import MilvusClient
-        except ImportError:
-            raise GalleryError("the Milvus backend needs pymilvus (and milvus-lite for local files): "
-                               "pip install pymilvus milvus-lite") from None
+        except ModuleNotFoundError as exc:
+            missing = missing_extra(exc)
+            if missing is None:
+                raise
+            raise missing from None
         self.location = location
         kwargs, options = _client_arguments(location)
         self.prefix = options.get("prefix", "visage")
