@@ -36,6 +36,14 @@ class GalleryError(VisageError):
     """A gallery cannot be opened or changed as asked (corrupt or foreign file, mixed encoders...)."""
 
 
+class GalleryDamaged(GalleryError):
+    """A gallery file is sound SQLite but holds rows visage cannot use (the message names the row)."""
+
+
+class StorageFull(VisageError):
+    """A write failed because the disk (or the user's quota) is full; nothing was half-written."""
+
+
 class PersonNotFound(GalleryError):
     """The gallery has no person of that name."""
 

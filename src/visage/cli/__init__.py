@@ -11,12 +11,14 @@ import os
 import pkgutil
 import sys
 
-from ..errors import SpoofError, VisageError
+from ..errors import SpoofError, StorageFull, VisageError
 
 #: Exit status for errors, as ``cmp`` uses: 0 same / success, 1 different, 2 trouble.
 EXIT_ERROR = 2
 #: Exit status when ``--require-live`` refused the input (an attack, or no proof of a live face).
 EXIT_REFUSED = 4
+#: Exit status when a write failed because the disk (or quota) is full: retrying after freeing space may work.
+EXIT_STORAGE_FULL = 5
 #: Printed once per run that uses dlib's CNN detector without CUDA (measured: 9.9 s against HOG's
 #: 1.1 s on skimage's astronaut, 2 cores).
 MMOD_ON_CPU = ("visage: warning: --detector mmod runs dlib's CNN on the CPU: several seconds a photo, "
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpoofError as exc:
         print(f"visage: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except StorageFull as exc:
+        print(f"visage: error: {exc}", file=sys.stderr)
+        return EXIT_STORAGE_FULL
     except VisageError as exc:
         print(f"visage: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -11,6 +11,7 @@ concurrent writers queue on SQLite's lock. Local indexes follow the store throug
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -26,7 +27,15 @@ from typing import Protocol
 import numpy as np
 
 from .. import __version__
-from ..errors import FaceNotFound, GalleryError, InvalidArgument, NameTaken, PersonNotFound
+from ..errors import (
+    FaceNotFound,
+    GalleryDamaged,
+    GalleryError,
+    InvalidArgument,
+    NameTaken,
+    PersonNotFound,
+    StorageFull,
+)
 from ..faces.types import Box
 from .types import FaceRecord, Person, StoredFace
 
@@ -174,6 +183,62 @@ def _box_json(box: Box | None) -> str | None:
     return json.dumps(box.to_dict()) if box else None
 
 
+#: Audit rows: the longest result JSON and source name kept (longer ones are cut, see capped_json).
+AUDIT_RESULT_CHARS = 4000
+AUDIT_SOURCE_CHARS = 300
+
+
+def capped_json(value: dict, max_chars: int, max_text: int = 200) -> str:
+    """``value`` as JSON of at most ``max_chars`` characters, for an audit row.
+
+    Texts longer than ``max_text`` are cut (marked with "…"); if the JSON is still too long, it is
+    replaced by ``{"truncated": <its first characters>}``, so the row always reads back as JSON.
+    """
+    text = json.dumps(value, default=str)
+    if len(text) <= max_chars:
+        return text
+
+    def shorten(item):
+        if isinstance(item, str):
+            return item if len(item) <= max_text else item[:max_text] + "…"
+        if isinstance(item, dict):
+            return {shorten(str(k)): shorten(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [shorten(v) for v in item]
+        return item
+
+    text = json.dumps(shorten(value), default=str)
+    if len(text) <= max_chars:
+        return text
+    inner = text[:max_chars]
+    while len(capped := json.dumps({"truncated": inner})) > max_chars:  # escapes make the JSON longer
+        inner = inner[:max(0, len(inner) - (len(capped) - max_chars))]
+    return capped
+
+
+def delete_old_audit_rows(db: sqlite3.Connection, keep_days: float, now: float | None = None) -> int:
+    """Delete the rows of ``db``'s ``audit`` table older than ``keep_days`` days (0: none); returns how many.
+
+    Row ids grow with time, so the rows to go are those below the first recent id: found by
+    walking ids from the oldest, without an index on the time column.
+    """
+    if keep_days <= 0:
+        return 0
+    cutoff = (time.time() if now is None else now) - keep_days * 86400.0
+    first_kept = db.execute("SELECT id FROM audit WHERE time >= ? ORDER BY id LIMIT 1", (cutoff,)).fetchone()
+    if first_kept is None:
+        return db.execute("DELETE FROM audit WHERE time < ?", (cutoff,)).rowcount
+    return db.execute("DELETE FROM audit WHERE id < ?", (first_kept[0],)).rowcount
+
+
+def prune_audit(store: Store, keep_days: float, now: float | None = None) -> int:
+    """Delete ``store``'s audit rows older than ``keep_days`` days (0: keep all); returns how many.
+
+    Only SQLite galleries keep their audit rows in a file this can prune; others return 0.
+    """
+    return store.prune_audit(keep_days, now) if isinstance(store, SQLiteStore) else 0
+
+
 def _landmarks_json(points: np.ndarray | None) -> str | None:
     return None if points is None else json.dumps(np.round(np.asarray(points, float), 2).tolist())
 
@@ -184,6 +249,24 @@ def _record_from_row(encoding: bytes, sha: str, source: str, box: str | None, lm
         encoding=np.frombuffer(encoding, np.float32).copy(), sha256=sha, source=source,
         box=Box(**json.loads(box)) if box else None,
         landmarks5=np.asarray(json.loads(lm), np.float32) if lm else None, quality=quality)
+
+
+#: errno values that mean the disk, or the user's quota on it, is full.
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database or disk is full" or an OS write refused for want of space."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code & 0xFF) == sqlite3.SQLITE_FULL if code is not None else "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
+
+
+def storage_full(location: str, exc: BaseException) -> StorageFull:
+    """The :class:`StorageFull` to raise for ``exc`` (a failed write to the gallery at ``location``)."""
+    return StorageFull(f"{location}: no space left on the disk (or the quota is used up), so nothing was "
+                       f"written ({exc}); free some space and retry")
 
 
 def _initialise(db: sqlite3.Connection) -> None:
@@ -264,18 +347,25 @@ class SQLiteStore:
         if not exists and not create:
             raise GalleryError(f"{self.path}: no such gallery")
         if not exists:
-            _make_private_folders(self.path.parent)
-            if not self.path.exists():
-                _create_atomically(self.path)
-                exists = True
+            try:
+                _make_private_folders(self.path.parent)
+                if not self.path.exists():
+                    _create_atomically(self.path)
+                    exists = True
+            except (OSError, sqlite3.Error) as exc:
+                if is_storage_full(exc):
+                    raise storage_full(self.location, exc) from exc
+                raise
         try:
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             try:
                 self._check_or_create(exists)
-            except GalleryError:
+            except (GalleryError, StorageFull):
                 self._db.close()
                 raise
         except sqlite3.DatabaseError as exc:
+            if is_storage_full(exc):
+                raise storage_full(self.location, exc) from exc
             raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
         _tighten(self.path)  # only once it is known to be a gallery: another program's file is left alone
 
@@ -304,6 +394,7 @@ class SQLiteStore:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
                 raise GalleryError(f"{self.path}: damaged visage gallery ({result})")
+            self._check_rows()
             if not self.encrypted and self._meta(ENCRYPTION_SALT_KEY) is not None:
                 raise GalleryError(f"{self.path}: its encodings are encrypted; set VISAGE_GALLERY_KEY to the key "
                                    "that made it and use `visage serve`")
@@ -314,9 +405,44 @@ class SQLiteStore:
                 with self._write():
                     db.execute(_THUMBNAILS)
 
+    def _check_rows(self) -> None:
+        """Cheap checks that the rows are usable: meta values parse, every face has its person.
+
+        (An encoding of the wrong length is caught when it is read: checking them all here would
+        read the whole file on every open.)
+        """
+        self._meta_int("generation")
+        self._meta_int("dim")
+        for table, rowid, parent, _ in self._db.execute("PRAGMA foreign_key_check"):
+            raise GalleryDamaged(f"{self.path}: damaged visage gallery: {table} row {rowid} refers to a {parent} "
+                                 f"row that does not exist; restore the gallery from a backup, or delete that row "
+                                 f"(sqlite3: DELETE FROM {table} WHERE rowid = {rowid})")
+
+    def _meta_int(self, key: str) -> int | None:
+        """A meta value that must be a whole number (0 or more), or None when absent."""
+        value = self._meta(key)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise GalleryDamaged(f"{self.path}: damaged visage gallery: meta row {key!r} is {value[:40]!r}, not a "
+                                 "whole number; restore the gallery from a backup")
+        return number
+
+    def _check_encoding(self, face_id: int, blob: bytes, dim: int | None) -> None:
+        """Refuse an encoding whose length is not the gallery's dimension (float32 values)."""
+        if dim is None or len(blob) != dim * 4:
+            expected = f"{dim * 4} bytes ({dim} float32 values)" if dim else "none (the gallery records no dimension)"
+            raise GalleryDamaged(f"{self.path}: damaged visage gallery: faces row {face_id} has a {len(blob)}-byte "
+                                 f"encoding, expected {expected}; restore the gallery from a backup, or delete that "
+                                 f"face (DELETE /v1/faces/{face_id}, or sqlite3: DELETE FROM faces WHERE id = {face_id})")
+
     class _Txn:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+        def __init__(self, db: sqlite3.Connection, location: str):
+            self.db, self.location = db, location
 
         def __enter__(self):
             # IMMEDIATE takes the write lock up front, so checks made inside hold until commit.
@@ -324,11 +450,23 @@ class SQLiteStore:
             return self.db
 
         def __exit__(self, kind, exc, tb):
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+            failure = exc
+            if kind is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return False
+                except sqlite3.Error as commit_failed:
+                    failure = commit_failed
+            if self.db.in_transaction:  # after a full disk SQLite may have rolled back already
+                self.db.execute("ROLLBACK")
+            if failure is not None and is_storage_full(failure):
+                raise storage_full(self.location, failure) from failure
+            if failure is not exc:
+                raise failure
             return False
 
     def _write(self) -> _Txn:
-        return SQLiteStore._Txn(self._db)
+        return SQLiteStore._Txn(self._db, self.location)
 
     def _bump(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
@@ -339,8 +477,8 @@ class SQLiteStore:
 
     # -- the Store interface -------------------------------------------------------------------
     def encoder(self) -> tuple[str, int] | None:
-        name, dim = self._meta("encoder"), self._meta("dim")
-        return (name, int(dim)) if name and dim else None
+        name, dim = self._meta("encoder"), self._meta_int("dim")
+        return (name, dim) if name and dim else None
 
     def encoder_key(self) -> str | None:
         return self._meta("encoder_key")
@@ -417,10 +555,17 @@ class SQLiteStore:
 
     def faces(self, name: str) -> list[StoredFace]:
         pid = self._person_id(name)
+        dim = self._stored_dim()
         rows = self._db.execute("SELECT f.id, f.encoding, f.sha256, f.source, f.box, f.landmarks, f.quality, f.added, "
                                 "t.face_id IS NOT NULL FROM faces f LEFT JOIN thumbnails t ON t.face_id = f.id "
-                                "WHERE f.person_id = ? ORDER BY f.id", (pid,))
+                                "WHERE f.person_id = ? ORDER BY f.id", (pid,)).fetchall()
+        for fid, blob, *_ in rows:
+            self._check_encoding(fid, blob, dim)
         return [StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6], bool(rest[7])) for fid, *rest in rows]
+
+    def _stored_dim(self) -> int | None:
+        bound = self.encoder()
+        return bound[1] if bound else None
 
     def rename(self, old: str, new: str) -> None:
         new = _check_name(new)
@@ -471,7 +616,7 @@ class SQLiteStore:
         db = self._db
         db.execute("BEGIN")  # a read transaction: one snapshot for all three queries
         try:
-            generation = int(self._meta("generation") or 0)
+            generation = self._meta_int("generation") or 0
             if generation == cursor.generation:
                 empty = np.zeros(0, np.int64)
                 return Changes(empty, empty, np.zeros((0, 0), np.float32), empty, cursor)
@@ -479,12 +624,20 @@ class SQLiteStore:
                               (cursor.face,)).fetchall()
             removed = db.execute("SELECT seq, face_id FROM removed WHERE seq > ? ORDER BY seq",
                                  (cursor.removal,)).fetchall()
+            orphan = db.execute("SELECT f.id, f.person_id FROM faces f LEFT JOIN people p ON p.id = f.person_id "
+                                "WHERE f.id > ? AND p.id IS NULL LIMIT 1", (cursor.face,)).fetchone()
         finally:
             db.execute("COMMIT")
         face_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         person_ids = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        bound = self.encoder()
-        dim = bound[1] if rows and bound else 0
+        if orphan:
+            raise GalleryDamaged(f"{self.path}: damaged visage gallery: faces row {orphan[0]} belongs to person "
+                                 f"{orphan[1]}, who is not in the people table; restore the gallery from a backup, "
+                                 f"or delete that face (sqlite3: DELETE FROM faces WHERE id = {orphan[0]})")
+        dim = self._stored_dim() if rows else 0
+        for fid, _, blob in rows:
+            self._check_encoding(fid, blob, dim)
+        dim = dim or 0
         vectors = (np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim)
                    if rows else np.zeros((0, dim), np.float32))
         new = Cursor(face=int(face_ids[-1]) if len(rows) else cursor.face,
@@ -494,6 +647,7 @@ class SQLiteStore:
 
     def iter_faces(self, batch: int = 10_000) -> Iterator[StoredFace]:
         last = 0
+        dim = self._stored_dim()
         while True:
             rows = self._db.execute(
                 "SELECT f.id, p.name, f.encoding, f.sha256, f.source, f.box, f.landmarks, f.quality, f.added, "
@@ -503,19 +657,26 @@ class SQLiteStore:
             if not rows:
                 return
             for fid, name, *rest in rows:
+                self._check_encoding(fid, rest[0], dim)
                 yield StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6], bool(rest[7]))
             last = rows[-1][0]
 
     def log(self, operation: str, sha256: str | None, source: str | None, result: dict) -> None:
         with self._write() as db:
             db.execute("INSERT INTO audit (time, operation, sha256, source, result) VALUES (?, ?, ?, ?, ?)",
-                       (time.time(), operation, sha256, source, json.dumps(result)))
+                       (time.time(), operation[:64], sha256[:64] if sha256 else sha256,
+                        source[:AUDIT_SOURCE_CHARS] if source else source, capped_json(result, AUDIT_RESULT_CHARS)))
 
     def audit(self, limit: int = 100) -> list[dict]:
         rows = self._db.execute("SELECT id, time, operation, sha256, source, result FROM audit "
                                 "ORDER BY id DESC LIMIT ?", (limit,))
         return [{"id": i, "time": t, "operation": op, "sha256": sha, "source": src, "result": json.loads(res)}
                 for i, t, op, sha, src, res in rows]
+
+    def prune_audit(self, keep_days: float, now: float | None = None) -> int:
+        """Delete audit rows older than ``keep_days`` days (0: none); returns how many."""
+        with self._write() as db:
+            return delete_old_audit_rows(db, keep_days, now)
 
     def integrity(self) -> str:
         """SQLite's own integrity check: ``"ok"`` when the file is sound."""

@@ -2,14 +2,20 @@
 
 Every failure is an :class:`~visage.errors.ImageError` whose message names the input. Folders of
 images are listed by :func:`list_images`, by the one set of file name endings :data:`IMAGE_SUFFIXES`.
+
+Encoded images are untrusted. Only the formats in :data:`ACCEPTED_FORMATS` are opened at all, and
+an image's size is checked against the pixel limit from its header, before any pixel is decoded:
+for these formats the header size is the size decoding allocates. Only the first frame of an
+animated GIF or WebP, or the first page of a TIFF, is decoded.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
-import warnings
+import struct
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +23,22 @@ from typing import Union
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import ImageFile, ImageOps, UnidentifiedImageError
 
 from .. import config
 from ..errors import ImageError, VisageError
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, PILImage.Image, "Image"]
 
-#: File name endings read as images when a folder is listed (lower case). Each is a format that
-#: :func:`load_image` decodes (PIL: JPEG, PNG, BMP, GIF, WebP, TIFF, PPM/PGM).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+#: The Pillow formats :func:`load_image` decodes; any other is refused before it is parsed beyond
+#: its first bytes. Formats such as ICO, ICNS, PSD or EPS are left out because a face service has
+#: no need of them and their headers do not bound what decoding allocates (an ICO may hold a PNG
+#: far larger than its directory says). MPO is what Pillow calls a phone's multi-picture JPEG.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+
+#: File name endings read as images when a folder is listed (lower case), one for each of the
+#: :data:`ACCEPTED_FORMATS`.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +68,10 @@ def load_image(
 
     ``source`` may be a path, the encoded bytes of a file, a numpy array (grey, RGB or RGBA;
     uint8, uint16 or float in [0, 1]), a PIL image, or an :class:`Image` (returned as is).
-    ``max_pixels`` defaults to :func:`visage.config.max_pixels` (``$VISAGE_MAX_PIXELS``).
+    ``max_pixels`` defaults to :func:`visage.config.max_pixels` (``$VISAGE_MAX_PIXELS``). Encoded
+    images must be in one of the :data:`ACCEPTED_FORMATS`, and are measured before they are decoded.
+    Pillow's own bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies as well: an image over twice
+    it is refused, and one over it draws Pillow's ``DecompressionBombWarning``.
     Raises :class:`ImageError` naming the input when it cannot be used.
     """
     if isinstance(source, Image):
@@ -70,7 +85,10 @@ def load_image(
         return Image(pixels, label, hashlib.sha256(pixels.tobytes()).hexdigest())
     if isinstance(source, PILImage.Image):
         label = name or "<PIL image>"
-        _check_pixels(source.width, source.height, label, max_pixels)
+        if isinstance(source, ImageFile.ImageFile):
+            _check_before_decoding(source, label, max_pixels)  # opened from a file: maybe not decoded yet
+        else:
+            _check_pixels(source.width, source.height, label, max_pixels)
         pixels = _pil_to_rgb(ImageOps.exif_transpose(source), label)
         return Image(pixels, label, hashlib.sha256(pixels.tobytes()).hexdigest())
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -114,18 +132,17 @@ def _decode(data: bytes, label: str, max_pixels: int) -> Image:
     if not data:
         raise ImageError(f"{label}: file is empty")
     try:
-        with warnings.catch_warnings():
-            # Our own pixel limit applies; PIL's bomb warning would only repeat it.
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            pil = PILImage.open(io.BytesIO(data))
-            _check_pixels(pil.width, pil.height, label, max_pixels)
-            pil.load()
+        # Lazy: Image.open parses the header only. Nothing is decoded before the checks pass.
+        pil = PILImage.open(io.BytesIO(data), formats=_openers())
+        _check_before_decoding(pil, label, max_pixels)
+        pil.load()
     except ImageError:
         raise
-    except PILImage.DecompressionBombError:
-        raise ImageError(f"{label}: image is too large to decode safely (decompression bomb?)") from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        # Pillow's own limit (the warning is raised when warnings are errors, as under -W error).
+        raise ImageError(f"{label}: image is too large to decode safely ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image file, or a format visage cannot read") from None
+        raise ImageError(_unaccepted_message(data, label)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         reason = "truncated or corrupt" if "truncated" in str(exc) or isinstance(exc, OSError) else "corrupt"
         raise ImageError(f"{label}: image data is {reason} ({exc})") from None
@@ -133,14 +150,77 @@ def _decode(data: bytes, label: str, max_pixels: int) -> Image:
     return Image(pixels, label, hashlib.sha256(data).hexdigest())
 
 
+def _check_before_decoding(pil: ImageFile.ImageFile, label: str, max_pixels: int) -> None:
+    """Refuse ``pil``, opened but not yet decoded, unless its format is accepted and it fits the limit.
+
+    The first frame is the only one decoded, and for the accepted formats its size is known once
+    the header is read (Pillow widens a GIF's canvas to its first frame's extent when it opens it).
+    """
+    if pil.format not in ACCEPTED_FORMATS:
+        raise ImageError(f"{label}: {pil.format or 'this'} images are not accepted ({_accepted_list()})")
+    _check_pixels(pil.width, pil.height, label, max_pixels)
+
+
+@functools.cache
+def _openers() -> tuple[str, ...]:
+    """The accepted formats Pillow has an opener for (MPO has none: Pillow's JPEG opener returns it)."""
+    PILImage.init()
+    return tuple(fmt for fmt in ACCEPTED_FORMATS if fmt in PILImage.OPEN)
+
+
+def _unaccepted_message(data: bytes, label: str) -> str:
+    """Why ``data`` was not opened: in a format visage does not accept (named, if Pillow knows it), or no image."""
+    fmt = _sniff_format(data)
+    if fmt is None:
+        return f"{label}: not an image file, or a format visage cannot read ({_accepted_list()})"
+    if fmt in ACCEPTED_FORMATS:  # recognised by its first bytes, yet its header did not parse
+        return f"{label}: image data is corrupt (not a readable {fmt} header)"
+    return f"{label}: {fmt} images are not accepted ({_accepted_list()})"
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The Pillow format whose signature ``data`` starts with, judged by its first 16 bytes only.
+
+    Only each plugin's cheap signature test runs: a refused format's parser never sees the data.
+    """
+    PILImage.init()
+    prefix = data[:16]
+    for fmt in PILImage.ID:
+        accept = PILImage.OPEN[fmt][1]
+        try:
+            verdict = accept(prefix) if accept is not None else False
+        except (IndexError, SyntaxError, TypeError, ValueError, struct.error):  # odd bytes: no match
+            continue
+        if verdict and not isinstance(verdict, str):  # a string is Pillow's "recognised, unsupported"
+            return fmt
+    return None
+
+
+def _accepted_list() -> str:
+    return "accepted: " + ", ".join(f for f in ACCEPTED_FORMATS if f != "MPO")
+
+
 def _check_pixels(width: int, height: int, label: str, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise ImageError(f"{label}: image has no pixels ({width}×{height})")
     if width * height > max_pixels:
         raise ImageError(
-            f"{label}: image is too large: {width}×{height} = {width * height / 1e6:.0f} MP, over the "
-            f"{max_pixels / 1e6:.0f} MP limit (set VISAGE_MAX_PIXELS to raise it)"
+            f"{label}: image is too large: {width}×{height} pixels ({_megapixels(width * height)}), "
+            f"over the {_megapixels(max_pixels)} limit{_limit_hint(max_pixels)}"
         )
+
+
+def _limit_hint(max_pixels: int) -> str:
+    # The server passes a limit of its own; only the library's default is VISAGE_MAX_PIXELS.
+    try:
+        from_env = max_pixels == config.max_pixels()
+    except VisageError:
+        from_env = False
+    return " (VISAGE_MAX_PIXELS; set it to raise the limit)" if from_env else ""
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.0f} MP" if pixels >= 10_000_000 else f"{pixels / 1e6:.2g} MP"
 
 
 def _pil_to_rgb(pil: PILImage.Image, label: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
@@ -27,13 +28,18 @@ from ..errors import (
     ChallengeNotFound,
     FaceCountError,
     FaceNotFound,
+    GalleryDamaged,
     GalleryError,
     ImageError,
     ModelError,
     PersonNotFound,
     SpoofError,
+    StorageFull,
     VisageError,
 )
+from ..gallery.store import prune_audit
+from .auth import RequireKey
+from .challenges import ChallengesFull, ChallengeTooLarge, TooManyChallenges
 from .galleries import Busy
 from .jobs import QueueFull
 from .limits import BodySizeLimit
@@ -52,8 +58,16 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src
 
 def status_for(exc: VisageError) -> int:
     """The HTTP status of a refusal: what the client sent is wrong (4xx), or the server is full (503)."""
-    if isinstance(exc, (QueueFull, Busy, ModelError)):
+    if isinstance(exc, StorageFull):
+        return 507  # Insufficient Storage: the disk is full; nothing was written, the request may be retried
+    if isinstance(exc, GalleryDamaged):
+        return 500  # the server's own file is broken: no request can fix it, and retrying will not help
+    if isinstance(exc, (QueueFull, Busy, ModelError, ChallengesFull)):
         return 503  # the server cannot serve this now (full, or a model is not installed): not the client's fault
+    if isinstance(exc, TooManyChallenges):
+        return 429  # this key's own load: it has as many open challenges as one key may
+    if isinstance(exc, ChallengeTooLarge):
+        return 413  # the frames are too large for one challenge: sending them again will not help
     if isinstance(exc, (ChallengeNotFound, PersonNotFound, FaceNotFound)):
         return 404
     if isinstance(exc, (ChallengeError, GalleryError)):
@@ -89,12 +103,25 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            who = state.get("principal")
-            client = scope.get("client")
-            await anyio.to_thread.run_sync(lambda: self.service.audit.write(
-                key_id=who.key_id if who else None, key_name=who.name if who else None,
-                client=client[0] if client else None, method=scope["method"], path=scope["path"],
-                status=status, ms=(time.perf_counter() - started) * 1000, summary=state.get("audit")))
+            if not state.get("unaudited"):  # see auth.RequireKey: a key-less flood is not recorded
+                who = state.get("principal")
+                client = scope.get("client")
+                pruned = await anyio.to_thread.run_sync(lambda: self.service.audit.write(
+                    key_id=who.key_id if who else None, key_name=who.name if who else None,
+                    client=client[0] if client else None, method=scope["method"], path=scope["path"],
+                    status=status, ms=(time.perf_counter() - started) * 1000, summary=state.get("audit")))
+                if pruned:  # the gallery's own audit rows (identify, verify) age out at the same pace
+                    await anyio.to_thread.run_sync(prune_gallery_audit, self.service)
+
+
+def prune_gallery_audit(service: Service) -> int:
+    """Delete the gallery's audit rows older than ``audit_days``; a failure is logged, not raised."""
+    try:
+        with service.galleries.borrow() as gallery:
+            return prune_audit(gallery.store, service.settings.audit_days)
+    except (VisageError, sqlite3.Error, OSError) as exc:
+        log.warning("could not prune the gallery's audit log: %s", exc)
+        return 0
 
 
 class SecurityHeaders:
@@ -135,6 +162,7 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        await anyio.to_thread.run_sync(prune_gallery_audit, service)  # the state file's log pruned itself on opening
         yield
         # uvicorn has finished the requests in flight by now; close what they wrote to.
         await anyio.to_thread.run_sync(service.close)
@@ -150,7 +178,9 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
 
     @app.exception_handler(VisageError)
     async def refused(request: Request, exc: VisageError):
-        headers = {"Retry-After": "5"} if isinstance(exc, (QueueFull, Busy)) else None
+        headers = {"Retry-After": "5"} if isinstance(exc, (QueueFull, Busy, ChallengesFull, TooManyChallenges)) else None
+        if isinstance(exc, (StorageFull, GalleryDamaged)):
+            log.error("%s %s: %s", request.method, request.url.path, exc)  # the operator must act: say so in the log
         body: dict = {"detail": str(exc)}
         if isinstance(exc, SpoofError) and exc.result is not None:
             body["liveness"] = exc.result.to_dict()
@@ -178,6 +208,8 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequireKey, keys=service.keys, limiter=service.limiter, per_minute=settings.rate_per_minute)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -185,8 +217,8 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     # The last added runs first: security headers on every answer, then the audit row (refusals
-    # included), then the size limit before anything reads the body.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # included), CORS (preflights need no key), the key check before anything reads the body, and
+    # the size limit on what is read.
     app.add_middleware(AuditMiddleware, service=service)
     app.add_middleware(SecurityHeaders)
     return app

@@ -3,6 +3,10 @@
 One row per API request: time, the key's id and name, the client address, method and path, the
 status code, the duration, and a short summary set by the endpoint (a person's name, how many faces
 were found, a liveness decision). Never images, encodings or landmarks.
+
+Rows are capped in size (long fields are cut: see :func:`visage.gallery.store.capped_json`) and
+rows older than ``keep_days`` are deleted when the log opens and every ``prune_every`` writes,
+so a flood of requests cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ import threading
 import time
 from pathlib import Path
 
+from ..gallery.store import capped_json, delete_old_audit_rows
 from .auth import connect
+
+#: Longest stored text per field; the summary's JSON is kept to SUMMARY_CHARS.
+FIELD_CHARS = {"key_name": 100, "client": 64, "method": 16, "path": 300}
+SUMMARY_CHARS = 2000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -31,24 +40,39 @@ CREATE TABLE IF NOT EXISTS audit (
 
 
 class AuditLog:
-    """Append-only audit rows in the server's state file."""
+    """Audit rows in the server's state file, kept ``keep_days`` days (0: for ever)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, keep_days: float = 0, prune_every: int = 1000):
         self.path = Path(path)
+        self.keep_days, self.prune_every = keep_days, prune_every
         self._db = connect(self.path)
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
+        self._writes = 0
+        self.prune()
 
     def write(self, *, key_id: str | None, key_name: str | None, client: str | None, method: str, path: str,
-              status: int, ms: float, summary: dict | None = None) -> None:
-        """Append one row."""
+              status: int, ms: float, summary: dict | None = None) -> bool:
+        """Append one row (long fields cut). Returns True when this write also pruned old rows."""
+        fields = {"key_name": key_name, "client": client, "method": method, "path": path}
+        cut = {name: value[:FIELD_CHARS[name]] if value else value for name, value in fields.items()}
         with self._lock:
             self._db.execute(
                 "INSERT INTO audit (time, key_id, key_name, client, method, path, status, ms, summary) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), key_id, key_name, client, method, path, int(status), round(ms, 2),
-                 json.dumps(summary or {}, default=str)))
+                (time.time(), key_id[:32] if key_id else key_id, cut["key_name"], cut["client"], cut["method"],
+                 cut["path"], int(status), round(ms, 2), capped_json(summary or {}, SUMMARY_CHARS)))
+            self._writes += 1
+            due = self._writes % self.prune_every == 0
+        if due:
+            self.prune()
+        return due
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete rows older than ``keep_days``; returns how many went."""
+        with self._lock:
+            return delete_old_audit_rows(self._db, self.keep_days, now)
 
     def latest(self, limit: int = 100, key_id: str | None = None) -> list[dict]:
         """The newest rows first, optionally only one key's."""

@@ -4,6 +4,8 @@ A key reads ``vsk_<id>_<secret>``. The id finds the row; the secret is 256 rando
 plain SHA-256 of the whole key is enough to store (slow password hashes exist for secrets people
 choose, which can be guessed; these cannot). Comparison is constant-time.
 
+:class:`RequireKey` checks the key of every ``/v1/`` request before anything reads its body.
+
 Admin keys may enrol, rename and remove people and read the audit log; other keys may detect,
 encode, verify, identify, check liveness and run style transfer.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import sqlite3
@@ -20,7 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+
 from ..errors import VisageError
+from .limits import RateLimiter, send_error
 
 PREFIX = "vsk"
 
@@ -134,3 +140,58 @@ class KeyStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def key_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The API key a request carries: ``X-API-Key: <key>``, else ``Authorization: Bearer <key>``."""
+    found = {name.lower(): value.decode("latin-1") for name, value in headers}
+    if found.get(b"x-api-key", "").strip():
+        return found[b"x-api-key"].strip()
+    scheme, _, credentials = found.get(b"authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+class RequireKey:
+    """ASGI middleware: a ``/v1/`` request needs a valid API key, checked before its body is read.
+
+    Routes parse uploads before their dependencies run, so checking the key in a dependency would
+    let anyone make the server read and parse a whole upload for a 401. Here the key is checked
+    first and the request's rate spent: per key, or per client address for requests without a
+    valid key (so guessing keys, or sending none, is throttled as well). The principal is left in
+    ``scope["state"]["principal"]`` for the routes and the audit log. A refused request is
+    answered with ``Connection: close``, so the server reads none of its body; key-less requests
+    over the address limit are not written to the audit log (it would fill the disk for them).
+    """
+
+    def __init__(self, app, keys: KeyStore, limiter: RateLimiter, per_minute: float):
+        self.app, self.keys, self.limiter, self.per_minute = app, keys, limiter, per_minute
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        state = scope.setdefault("state", {})
+        key = key_from_headers(scope.get("headers") or [])
+        who = await anyio.to_thread.run_sync(self.keys.authenticate, key) if key else None
+        if who is None:
+            client = scope.get("client")
+            address = client[0] if client else "unknown"
+            wait = self.limiter.take(f"address:{address}")
+            if wait:
+                state["unaudited"] = True
+                return await self._refuse(send, 429, f"too many requests without a valid API key from {address}; "
+                                                     f"retry in {wait:.1f} s", wait)
+            detail = ("unknown or revoked API key" if key else
+                      "an API key is needed: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            return await send_error(send, 401, detail, close=True, headers=[(b"www-authenticate", b"Bearer")])
+        state["principal"] = who
+        wait = self.limiter.take(who.key_id)
+        if wait:
+            return await self._refuse(send, 429, f"rate limit reached for key {who.name!r} "
+                                                 f"({self.per_minute:g} requests a minute); retry in {wait:.1f} s", wait)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(send, status: int, detail: str, wait: float) -> None:
+        await send_error(send, status, detail, close=True, headers=[(b"retry-after", str(math.ceil(wait)).encode())])

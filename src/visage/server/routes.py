@@ -43,6 +43,9 @@ def service(request: Request) -> Service:
 def caller(request: Request, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
            header: Annotated[str | None, Depends(_header)]) -> Principal:
     """The principal behind the request's API key; 401 without a valid key, 429 over the rate limit."""
+    checked = getattr(request.state, "principal", None)
+    if checked is not None:
+        return checked  # auth.RequireKey checked the key and spent its rate before the body was read
     svc = service(request)
     key = header or (bearer.credentials if bearer else None)
     if not key:

@@ -51,7 +51,7 @@ def build_service(settings: ServerSettings) -> Service:
     """
     state = settings.state_path()
     keys = KeyStore(state)
-    audit = AuditLog(state)
+    audit = AuditLog(state, keep_days=settings.audit_days)
     galleries = GalleryPool(settings)
     try:
         with galleries.borrow() as gallery:
@@ -67,7 +67,9 @@ def build_service(settings: ServerSettings) -> Service:
         settings=settings, keys=keys, audit=audit, galleries=galleries,
         jobs=JobQueue(settings.max_queued_jobs, settings.job_ttl),
         challenges=ChallengeStore(settings.challenge_seconds, max_open=settings.max_challenges,
-                                  max_frames=settings.max_frames),
+                                  max_frames=settings.max_frames, max_per_key=settings.max_challenges_per_key,
+                                  max_bytes=settings.max_challenge_bytes,
+                                  max_total_bytes=settings.max_challenge_bytes_total),
         limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
         compute=threading.Lock(),
     )

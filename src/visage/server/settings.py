@@ -43,9 +43,14 @@ class ServerSettings(BaseSettings):
     #: Frames a liveness clip or challenge may hold, and the longest side they are scaled to.
     max_frames: int = Field(150, ge=10)
     max_frame_side: int = Field(640, ge=120)
-    #: Seconds a liveness challenge stays open, and how many may be open at once.
+    #: Seconds a liveness challenge stays open, and how many may be open at once: per key (so one key
+    #: cannot take every slot) and in all.
     challenge_seconds: float = Field(120.0, gt=0)
-    max_challenges: int = Field(16, ge=1)
+    max_challenges_per_key: int = Field(4, ge=1)
+    max_challenges: int = Field(256, ge=1)
+    #: Bytes of frames one challenge may hold, and all open challenges together (they are kept in memory).
+    max_challenge_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024)
+    max_challenge_bytes_total: int = Field(512 * 1024 * 1024, ge=64 * 1024)
     #: Style transfer jobs: how many may wait, the largest output side, the default side and steps.
     max_queued_jobs: int = Field(8, ge=1)
     max_style_size: int = Field(512, ge=32)
@@ -60,6 +65,9 @@ class ServerSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     #: Torch threads (style transfer) per process.
     threads: int = Field(2, ge=1)
+    #: Days audit rows are kept (the server's and the gallery's); older ones are deleted at start and
+    #: every thousand requests. 0: kept for ever.
+    audit_days: float = Field(90.0, ge=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
