@@ -32,8 +32,8 @@ def run(args) -> int:
         print(f"  face #{i}: box ({b.left}, {b.top}) – ({b.right}, {b.bottom}), score {face.score:.2f}")
     print(f"  drawn on the photo: {result.drawing}")
     print("Verification:")
-    for a, b, v in result.verifications:
+    for first, second, v in result.verifications:
         verdict = "same person" if v.same else "different people"
-        print(f"  {Path(a).name} vs {Path(b).name}: {verdict} (distance {v.distance:.3f}, threshold "
+        print(f"  {Path(first).name} vs {Path(second).name}: {verdict} (distance {v.distance:.3f}, threshold "
               f"{v.threshold:.3f}, P(same) {probability(v.probability)})")
     return 0

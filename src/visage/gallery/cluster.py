@@ -118,8 +118,9 @@ def cluster_folder(folder: str | os.PathLike, *, encoder: str | os.PathLike = DE
     skipped: list[tuple[str, str]] = []
     for photo in encode_many(paths, detector=detector, encoder=str(encoder), batch_size=batch, progress=progress,
                              desc="finding faces"):
-        if photo.skipped is not None:
-            skipped.append((photo.source, photo.skipped))
+        if photo.skipped is not None or photo.image is None:
+            skipped.append((photo.source, photo.skipped or "the file could not be read"))
+            continue
         for e in photo.encodings:
             faces.append(ClusterFace(photo.source, FaceRecord(e.encoding, photo.image.sha256, photo.source,
                                                               e.face.box, e.face.landmarks5, float(e.face.score))))
@@ -216,7 +217,7 @@ def write_report(result: ClusterResult, out: str | os.PathLike, *, min_size: int
         "threshold": result.threshold,
         "clusters": [{"id": c.id, "name": c.name, "faces": [
             {"photo": result.faces[m].photo, "sha256": result.faces[m].record.sha256,
-             "box": result.faces[m].record.box.to_dict() if result.faces[m].record.box else None,
+             "box": record_box.to_dict() if (record_box := result.faces[m].record.box) else None,
              "landmarks5": np.asarray(result.faces[m].record.landmarks5).tolist()
              if result.faces[m].record.landmarks5 is not None else None,
              "quality": result.faces[m].record.quality,

@@ -103,7 +103,8 @@ class _LocalSearch:
         self.names: dict[int, str] = {}
         self.from_snapshot = False
 
-    def refresh(self) -> None:
+    def refresh(self) -> Index:
+        """Take in the store's changes since the last refresh; returns the index, now current."""
         from . import snapshot
 
         if self.index is None:
@@ -113,21 +114,23 @@ class _LocalSearch:
                 self.from_snapshot = True
             else:
                 self.index = self.make_index()
+        index = self.index
         changes = self.store.changes(self.cursor)
         if changes.cursor.generation == self.cursor.generation:
-            return
+            return index
         if len(changes.removed):
-            self.index.remove(changes.removed)
+            index.remove(changes.removed)
         if len(changes.face_ids):
-            self.index.add(changes.face_ids, changes.person_ids, changes.vectors)
+            index.add(changes.face_ids, changes.person_ids, changes.vectors)
         self.names = self.store.names()
         self.cursor = changes.cursor
         if len(changes.face_ids) >= snapshot.SNAPSHOT_MIN_FACES:
-            snapshot.save(self.store, self.index, self.kind, self.cursor)
+            snapshot.save(self.store, index, self.kind, self.cursor)
+        return index
 
     def search(self, queries: np.ndarray, k: int, match: Match) -> list[list[tuple[str, float]]]:
-        self.refresh()
-        return [[(self.names[pid], d) for pid, d in hits] for hits in self.index.search(queries, k, match)]
+        index = self.refresh()
+        return [[(self.names[pid], d) for pid, d in hits] for hits in index.search(queries, k, match)]
 
 
 def _described(label: str, embedding: str, dim: int) -> str:
@@ -386,15 +389,15 @@ class Gallery:
                 seen.add(img.sha256)
                 fresh.append(img)
         records: list[FaceRecord] = []
-        for photo in encode_many(fresh, which="one", detector=self.detector, encoder=self.encoder_key,
-                                 batch_size=ENCODE_BATCH):
-            if photo.skipped is not None:
-                report.skipped.append((photo.source, photo.skipped))
+        for encoded in encode_many(fresh, which="one", detector=self.detector, encoder=self.encoder_key,
+                                   batch_size=ENCODE_BATCH):
+            if encoded.skipped is not None or encoded.image is None:
+                report.skipped.append((encoded.source, encoded.skipped or "the file could not be read"))
             else:
-                e = photo.encodings[0]
-                records.append(FaceRecord(e.encoding, photo.image.sha256, photo.source, e.face.box,
+                e = encoded.encodings[0]
+                records.append(FaceRecord(e.encoding, encoded.image.sha256, encoded.source, e.face.box,
                                           e.face.landmarks5, float(e.face.score),
-                                          face_thumbnail(photo.image.pixels, e.face.box)))
+                                          face_thumbnail(encoded.image.pixels, e.face.box)))
             if bar is not None:
                 bar.update(1)
         return records, report
@@ -453,9 +456,11 @@ class Gallery:
         t = chosen_threshold(threshold, self.threshold())
         for hits in hits_per_row:
             candidates = [Candidate(n, d, float(calibration.probability(d))) for n, d in hits[:top]]
-            best = hits[0] if hits else None
-            known = best is not None and best[1] <= t
-            out.append(Identification(None, best[0] if known else None, best[1] if best else None, t, candidates))
+            if not hits:
+                out.append(Identification(None, None, None, t, candidates))
+                continue
+            name, distance = hits[0]
+            out.append(Identification(None, name if distance <= t else None, distance, t, candidates))
         return out
 
     def identify(self, image: ImageSource, *, top: int = 5, threshold: float | None = None,

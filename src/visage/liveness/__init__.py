@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -74,14 +75,14 @@ def check(image_or_frames: ImageSource | Sequence[ImageSource], *, faces: Sequen
         track = track_largest(frames, detector, min_face_size=min_face_size, min_score=min_score)
         return check_frames(frames, track, str(image_or_frames), fps or file_fps, challenge, model)
     if _is_sequence(image_or_frames):
-        frames = [load_image(f).pixels for f in image_or_frames]
+        frames = [load_image(f).pixels for f in cast(Sequence[ImageSource], image_or_frames)]
         if not frames:
             raise ImageError("no frames given")
         track = track_largest(frames, detector, min_face_size=min_face_size, min_score=min_score)
         return check_frames(frames, track, f"<{len(frames)} frames>", fps or 30.0, challenge, model)
     if challenge:
         raise ImageError("a challenge needs a video or a frame sequence, not a single image")
-    img = load_image(image_or_frames)
+    img = load_image(cast(ImageSource, image_or_frames))  # not a sequence, by the test above
     if faces is None:
         faces = detect_faces(img.pixels, detector, min_face_size, landmarks68=False, min_score=min_score)
     return check_image(img.pixels, faces, img.name, model)

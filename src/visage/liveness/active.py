@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidArgument
-from ..faces.types import Face
+from ..faces.types import Box, Face
 
 #: Indices of the six points of each eye in the 68-point scheme (corner, top, top, corner, bottom, bottom).
 RIGHT_EYE = list(range(36, 42))  # the person's right eye, on the image's left
@@ -331,14 +331,15 @@ def planarity(landmarks: Sequence[np.ndarray | None], poses: Sequence[tuple[floa
     the view changed enough: the best similarity leaves at least ``min_motion`` (fraction of the eye
     distance), or the head ``poses`` (yaw, pitch, roll) differ by :data:`PLANARITY_MIN_ROTATION`°.
     """
-    valid = [i for i, p in enumerate(landmarks) if p is not None]
+    points = {i: p for i, p in enumerate(landmarks) if p is not None}
+    valid = list(points)
     if len(valid) > 60:  # pairs grow as n²; an even subsample sees the same views
         valid = [valid[int(k)] for k in np.linspace(0, len(valid) - 1, 60)]
     pairs = []
     widest = 0.0
     for n, i in enumerate(valid):
         for j in valid[n + 1:]:
-            motion = similarity_residual(landmarks[i], landmarks[j])
+            motion = similarity_residual(points[i], points[j])
             rotation = 0.0
             if poses is not None:
                 rotation = max(abs(poses[i][0] - poses[j][0]), abs(poses[i][1] - poses[j][1]))
@@ -349,7 +350,7 @@ def planarity(landmarks: Sequence[np.ndarray | None], poses: Sequence[tuple[floa
     if not pairs:
         return PlanarityResult(None, 0, None, threshold, widest)
     pairs = sorted(pairs, reverse=True)[:max_pairs]  # the most different views say most
-    residuals = [homography_residual(landmarks[i], landmarks[j]) for _, i, j in pairs]
+    residuals = [homography_residual(points[i], points[j]) for _, i, j in pairs]
     residuals = [r for r in residuals if math.isfinite(r)]
     if not residuals:
         return PlanarityResult(None, 0, None, threshold, widest)
@@ -366,7 +367,7 @@ class FrameTrack:
     landmarks: list[np.ndarray | None]
     ear: list[float]
     poses: list[tuple[float, float, float]]
-    boxes: list = field(default_factory=list)
+    boxes: list[Box | None] = field(default_factory=list)
 
     @property
     def frames_with_face(self) -> int:
@@ -378,11 +379,17 @@ def measure_track(track: Sequence[Face | None], frame_size: tuple[int, int]) -> 
 
     ``frame_size`` is (width, height). Frames without a face get NaN measurements.
     """
-    landmarks, ears, poses, boxes = [], [], [], []
+    landmarks: list[np.ndarray | None] = []
+    ears: list[float] = []
+    poses: list[tuple[float, float, float]] = []
+    boxes: list[Box | None] = []
     nan3 = (float("nan"),) * 3
     for face in track:
         if face is None or face.landmarks68 is None:
-            landmarks.append(None), ears.append(float("nan")), poses.append(nan3), boxes.append(None)
+            landmarks.append(None)
+            ears.append(float("nan"))
+            poses.append(nan3)
+            boxes.append(None)
             continue
         points = face.landmarks68
         landmarks.append(points)

@@ -158,9 +158,10 @@ def check_frames(frames: Sequence[np.ndarray], faces: Sequence[Face | None], sou
 
 
 def _passive_over_frames(frames, track: active.FrameTrack, model: PassiveModel) -> dict:
-    with_face = [i for i, b in enumerate(track.boxes) if b is not None]
+    boxes = {i: b for i, b in enumerate(track.boxes) if b is not None}
+    with_face = list(boxes)
     picks = [with_face[int(k)] for k in np.linspace(0, len(with_face) - 1, min(PASSIVE_FRAMES, len(with_face)))]
-    logits = [passive_check(frames[i], track.boxes[i], model).logit for i in picks]
+    logits = [passive_check(frames[i], boxes[i], model).logit for i in picks]
     median = float(np.median(logits))
     return {"logits": [round(v, 4) for v in logits], "frames": picks, "model": f"v{model.version}",
             "model_threshold": round(model.threshold, 4),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -116,7 +117,7 @@ def to_network_input(crops: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2))).float()
 
 
-def load_model(path: str | Path | None = None) -> PassiveModel:
+def load_model(path: str | os.PathLike | None = None) -> PassiveModel:
     """The passive model at ``path``, or the one shipped with visage; raises ModelError if unusable."""
     if path is None:
         return _shipped_model()

@@ -105,7 +105,7 @@ def recapture(scene: np.ndarray, rng: np.random.Generator, max_blur: float = 1.3
 
     ``scene`` is float RGB in [0, 1] at camera resolution; ``max_blur`` bounds the defocus (pixels).
     """
-    img = scene.astype(np.float32)
+    img: np.ndarray = scene.astype(np.float32)
     blur = rng.uniform(0.0, max_blur)
     if blur > 0.25:
         img = cv2.GaussianBlur(img, (0, 0), blur)
@@ -175,7 +175,7 @@ def _add_margin(img: np.ndarray, rng: np.random.Generator, paper: np.ndarray, fr
 def _paper_texture(sheet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = sheet.shape[:2]
     fibres = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), rng.uniform(0.8, 2.5))
-    fibres /= fibres.std() + 1e-6
+    fibres = fibres / (fibres.std() + 1e-6)
     return sheet * (1.0 + rng.uniform(0.005, 0.03) * fibres)[..., None]
 
 
@@ -220,7 +220,7 @@ def _subpixel_grid(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     s = int(rng.choice([3, 4]))
     h, w = rgb.shape[:2]
     big = cv2.resize(rgb, (w * s, h * s), interpolation=cv2.INTER_NEAREST)
-    mask = np.zeros((s, s, 3), np.float32)
+    mask: np.ndarray = np.zeros((s, s, 3), np.float32)
     fill = rng.uniform(0.6, 0.95)
     third = s / 3.0
     for channel in range(3):
@@ -343,7 +343,7 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 def _motion_blur(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     length = int(rng.uniform(3, 9))
-    kernel = np.zeros((length, length), np.float32)
+    kernel: np.ndarray = np.zeros((length, length), np.float32)
     kernel[length // 2, :] = 1.0 / length
     rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1.0)
     kernel = cv2.warpAffine(kernel, rot, (length, length))
@@ -356,7 +356,8 @@ def _sharpen(img: np.ndarray, amount: float) -> np.ndarray:
 
 def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy() if ok else rgb
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    return decoded[..., ::-1].copy() if decoded is not None else rgb
 
 
 def _to_float(image: np.ndarray) -> np.ndarray:
@@ -374,7 +375,7 @@ def simulate_moving_print(photo: np.ndarray, frames: int = 11, max_yaw: float = 
     before a pinhole camera (with a little pitch wobble and drift): the attack the planarity test
     must catch. Returns ``frames`` RGB uint8 frames of the photo's size."""
     h, w = photo.shape[:2]
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
     clip = []
     for k, yaw in enumerate(np.linspace(-max_yaw, max_yaw, frames)):
         rot, _ = cv2.Rodrigues(np.array([math.radians(5 * math.sin(k)), math.radians(yaw), 0.0]))
