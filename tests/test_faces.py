@@ -87,7 +87,7 @@ def test_no_face_is_a_normal_result():
     landscape = np.clip(np.cumsum(rng.normal(0, 4, (240, 320, 3)), axis=1) + 120, 0, 255).astype(np.uint8)
     assert visage.detect(landscape) == []
     assert visage.encode(landscape) == []
-    with pytest.raises(FaceCountError, match="expected exactly one face, found 0"):
+    with pytest.raises(FaceCountError, match="no face found"):
         visage.encode(landscape, which="one")
     with pytest.raises(FaceCountError, match="no face found"):
         visage.verify(landscape, landscape)
@@ -101,7 +101,7 @@ def test_several_faces_caller_chooses(shared_data):
     assert areas == sorted(areas, reverse=True)
     largest = visage.encode(photo, which="largest")
     assert len(largest) == 1 and largest[0].face.box == everyone[0].face.box
-    with pytest.raises(FaceCountError, match=f"found {len(everyone)}"):
+    with pytest.raises(FaceCountError, match=f"{len(everyone)} faces found, expected one"):
         visage.encode(photo, which="one")
 
 

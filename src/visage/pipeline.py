@@ -52,8 +52,9 @@ def select_faces(faces: list[Face], which: Which, name: str) -> list[Face]:
     if which == "largest":
         return faces[:1]
     if which == "one":
-        if len(faces) != 1:
-            raise FaceCountError(f"{name}: expected exactly one face, found {len(faces)}")
+        problem = face_count_problem(len(faces), which)
+        if problem:
+            raise FaceCountError(f"{name}: {problem}")
         return faces
     raise InvalidArgument(f"which must be 'all', 'largest' or 'one', not {which!r}")
 
@@ -174,7 +175,7 @@ def _encode_chunk(chunk: list[ImageSource], which: Which, detector: str, encoder
         except VisageError as exc:
             slots.append(EncodedPhoto(source_label(source), None, skipped=_reason(exc, source)))
             continue
-        problem = _face_count_problem(len(faces), which)
+        problem = "no face found" if not faces else face_count_problem(len(faces), which)
         if problem:
             slots.append(EncodedPhoto(img.name, img, skipped=problem))
             continue
@@ -191,8 +192,9 @@ def _encode_chunk(chunk: list[ImageSource], which: Which, detector: str, encoder
     return out
 
 
-def _face_count_problem(count: int, which: Which) -> str | None:
-    if count == 0:
+def face_count_problem(count: int, which: Which) -> str | None:
+    """Why ``count`` faces do not do for ``which`` (``"one"`` wants exactly one), or None when they do."""
+    if which == "one" and count == 0:
         return "no face found"
     if which == "one" and count > 1:
         return f"{count} faces found, expected one"

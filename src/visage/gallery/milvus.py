@@ -237,7 +237,7 @@ class MilvusStore:
 
     @staticmethod
     def _stored(r: dict, name: str) -> StoredFace:
-        record = _record_from_row(np.asarray(r["v"], np.float32).tobytes(), r["sha256"], r["source"],
+        record = _record_from_row(np.array(r["v"], np.float32), r["sha256"], r["source"],
                                   r["box"] or None, r["landmarks"] or None, r["quality"])
         return StoredFace(int(r["id"]), name, record, r["added"])
 

@@ -243,10 +243,10 @@ def _landmarks_json(points: np.ndarray | None) -> str | None:
     return None if points is None else json.dumps(np.round(np.asarray(points, float), 2).tolist())
 
 
-def _record_from_row(encoding: bytes, sha: str, source: str, box: str | None, lm: str | None,
+def _record_from_row(encoding: np.ndarray, sha: str, source: str, box: str | None, lm: str | None,
                      quality: float) -> FaceRecord:
     return FaceRecord(
-        encoding=np.frombuffer(encoding, np.float32).copy(), sha256=sha, source=source,
+        encoding=encoding, sha256=sha, source=source,
         box=Box(**json.loads(box)) if box else None,
         landmarks5=np.asarray(json.loads(lm), np.float32) if lm else None, quality=quality)
 
@@ -337,6 +337,32 @@ class SQLiteStore:
 
     #: Whether this store encrypts encodings (see visage.server.crypto); a plain store refuses encrypted files.
     encrypted = False
+    #: Bytes a stored encoding holds beyond its float32 values (an encrypted store's nonce and tag).
+    sealed_overhead = 0
+
+    # -- how values are written and read back: as they are here, encrypted by visage.server.crypto --
+    def _seal_encoding(self, vector: np.ndarray) -> bytes:
+        return vector.tobytes()
+
+    def _open_encoding(self, blob: bytes) -> np.ndarray:
+        return np.frombuffer(blob, np.float32).copy()
+
+    def _open_encodings(self, blobs: list[bytes], dim: int) -> np.ndarray:
+        """The encodings ``blobs`` (already length-checked) as one (n, dim) float32 array."""
+        return (np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), dim)
+                if blobs else np.zeros((0, dim), np.float32))
+
+    def _seal_text(self, text: str | None, column: str) -> str | bytes | None:
+        """What to store for the free text ``text`` (a file name, landmarks, an audit summary)."""
+        return text
+
+    def _open_text(self, stored: str | bytes | None, column: str) -> str | None:
+        return stored  # type: ignore[return-value]  # a plain gallery stores text as text
+
+    def _record(self, encoding: bytes, sha: str, source, box: str | None, lm, quality: float) -> FaceRecord:
+        """The FaceRecord of one faces row (its columns as stored)."""
+        return _record_from_row(self._open_encoding(encoding), sha, self._open_text(source, "source") or "", box,
+                                self._open_text(lm, "landmarks"), quality)
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True):
         self.path = Path(path).expanduser()
@@ -433,9 +459,12 @@ class SQLiteStore:
         return number
 
     def _check_encoding(self, face_id: int, blob: bytes, dim: int | None) -> None:
-        """Refuse an encoding whose length is not the gallery's dimension (float32 values)."""
-        if dim is None or len(blob) != dim * 4:
-            expected = f"{dim * 4} bytes ({dim} float32 values)" if dim else "none (the gallery records no dimension)"
+        """Refuse an encoding whose length is not the gallery's dimension (float32 values, and the
+        nonce and tag of an encrypted one)."""
+        if dim is None or len(blob) != dim * 4 + self.sealed_overhead:
+            sealed = f" + {self.sealed_overhead} of nonce and tag" if self.sealed_overhead else ""
+            expected = (f"{dim * 4 + self.sealed_overhead} bytes ({dim} float32 values{sealed})" if dim
+                        else "none (the gallery records no dimension)")
             raise GalleryDamaged(f"{self.path}: damaged visage gallery: faces row {face_id} has a {len(blob)}-byte "
                                  f"encoding, expected {expected}; restore the gallery from a backup, or delete that "
                                  f"face (DELETE /v1/faces/{face_id}, or sqlite3: DELETE FROM faces WHERE id = {face_id})")
@@ -508,8 +537,9 @@ class SQLiteStore:
                 face_id = db.execute(
                     "INSERT INTO faces (person_id, encoding, encoder, sha256, source, box, landmarks, quality, added)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (person_id, vector.tobytes(), encoder, rec.sha256, rec.source, box,
-                     _landmarks_json(rec.landmarks5), float(rec.quality), now)).lastrowid
+                    (person_id, self._seal_encoding(vector), encoder, rec.sha256, self._seal_text(rec.source, "source"),
+                     box, self._seal_text(_landmarks_json(rec.landmarks5), "landmarks"), float(rec.quality),
+                     now)).lastrowid
                 if rec.thumbnail is not None:
                     db.execute("INSERT INTO thumbnails (face_id, jpeg) VALUES (?, ?)", (face_id, rec.thumbnail))
                 result.face_ids.append(face_id)
@@ -561,7 +591,7 @@ class SQLiteStore:
                                 "WHERE f.person_id = ? ORDER BY f.id", (pid,)).fetchall()
         for fid, blob, *_ in rows:
             self._check_encoding(fid, blob, dim)
-        return [StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6], bool(rest[7])) for fid, *rest in rows]
+        return [StoredFace(fid, name, self._record(*rest[:6]), rest[6], bool(rest[7])) for fid, *rest in rows]
 
     def _stored_dim(self) -> int | None:
         bound = self.encoder()
@@ -637,9 +667,7 @@ class SQLiteStore:
         dim = self._stored_dim() if rows else 0
         for fid, _, blob in rows:
             self._check_encoding(fid, blob, dim)
-        dim = dim or 0
-        vectors = (np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), dim)
-                   if rows else np.zeros((0, dim), np.float32))
+        vectors = self._open_encodings([r[2] for r in rows], dim or 0)
         new = Cursor(face=int(face_ids[-1]) if len(rows) else cursor.face,
                      removal=removed[-1][0] if removed else cursor.removal, generation=generation)
         return Changes(face_ids, person_ids, vectors, np.array([r[1] for r in removed], np.int64), new,
@@ -658,20 +686,21 @@ class SQLiteStore:
                 return
             for fid, name, *rest in rows:
                 self._check_encoding(fid, rest[0], dim)
-                yield StoredFace(fid, name, _record_from_row(*rest[:6]), rest[6], bool(rest[7]))
+                yield StoredFace(fid, name, self._record(*rest[:6]), rest[6], bool(rest[7]))
             last = rows[-1][0]
 
     def log(self, operation: str, sha256: str | None, source: str | None, result: dict) -> None:
         with self._write() as db:
             db.execute("INSERT INTO audit (time, operation, sha256, source, result) VALUES (?, ?, ?, ?, ?)",
                        (time.time(), operation[:64], sha256[:64] if sha256 else sha256,
-                        source[:AUDIT_SOURCE_CHARS] if source else source, capped_json(result, AUDIT_RESULT_CHARS)))
+                        self._seal_text(source[:AUDIT_SOURCE_CHARS] if source else source, "audit.source"),
+                        self._seal_text(capped_json(result, AUDIT_RESULT_CHARS), "audit.result")))
 
     def audit(self, limit: int = 100) -> list[dict]:
         rows = self._db.execute("SELECT id, time, operation, sha256, source, result FROM audit "
                                 "ORDER BY id DESC LIMIT ?", (limit,))
-        return [{"id": i, "time": t, "operation": op, "sha256": sha, "source": src, "result": json.loads(res)}
-                for i, t, op, sha, src, res in rows]
+        return [{"id": i, "time": t, "operation": op, "sha256": sha, "source": self._open_text(src, "audit.source"),
+                 "result": json.loads(self._open_text(res, "audit.result") or "{}")} for i, t, op, sha, src, res in rows]
 
     def prune_audit(self, keep_days: float, now: float | None = None) -> int:
         """Delete audit rows older than ``keep_days`` days (0: none); returns how many."""

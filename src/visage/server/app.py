@@ -106,10 +106,15 @@ class AuditMiddleware:
             if not state.get("unaudited"):  # see auth.RequireKey: a key-less flood is not recorded
                 who = state.get("principal")
                 client = scope.get("client")
-                pruned = await anyio.to_thread.run_sync(lambda: self.service.audit.write(
-                    key_id=who.key_id if who else None, key_name=who.name if who else None,
-                    client=client[0] if client else None, method=scope["method"], path=scope["path"],
-                    status=status, ms=(time.perf_counter() - started) * 1000, summary=state.get("audit")))
+                try:  # a full disk is handled in AuditLog.write; anything else is logged, not raised
+                    pruned = await anyio.to_thread.run_sync(lambda: self.service.audit.write(
+                        key_id=who.key_id if who else None, key_name=who.name if who else None,
+                        client=client[0] if client else None, method=scope["method"], path=scope["path"],
+                        status=status, ms=(time.perf_counter() - started) * 1000, summary=state.get("audit")))
+                except Exception as exc:  # raised here, after the answer, it would drop the connection
+                    log.error("could not write the audit row of %s %s: %s", scope["method"], scope["path"],
+                              type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
+                    pruned = False
                 if pruned:  # the gallery's own audit rows (identify, verify) age out at the same pace
                     await anyio.to_thread.run_sync(prune_gallery_audit, self.service)
 
@@ -178,7 +183,8 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
 
     @app.exception_handler(VisageError)
     async def refused(request: Request, exc: VisageError):
-        headers = {"Retry-After": "5"} if isinstance(exc, (QueueFull, Busy, ChallengesFull, TooManyChallenges)) else None
+        headers = ({"Retry-After": str(getattr(exc, "retry_after", 5))}  # Overloaded (a Busy) says how long
+                   if isinstance(exc, (QueueFull, Busy, ChallengesFull, TooManyChallenges)) else None)
         if isinstance(exc, (StorageFull, GalleryDamaged)):
             log.error("%s %s: %s", request.method, request.url.path, exc)  # the operator must act: say so in the log
         body: dict = {"detail": str(exc)}
@@ -199,8 +205,10 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
         # Log the kind of failure and where, never the request's content (it may be a face).
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
                   exc_info=(type(exc), exc, exc.__traceback__))
+        # Connection: close: Starlette re-raises after this answer and uvicorn then drops the
+        # connection, so tell the client not to send its next request on it.
         return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server log"},
-                            status_code=500)
+                            status_code=500, headers={"Connection": "close"})
 
     @app.get("/", include_in_schema=False)
     def page():

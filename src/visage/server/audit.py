@@ -6,19 +6,25 @@ were found, a liveness decision). Never images, encodings or landmarks.
 
 Rows are capped in size (long fields are cut: see :func:`visage.gallery.store.capped_json`) and
 rows older than ``keep_days`` are deleted when the log opens and every ``prune_every`` writes,
-so a flood of requests cannot fill the disk.
+so a flood of requests cannot fill the disk. When the disk is full anyway, a row that cannot be
+written is skipped (one warning when that starts, one when rows are written again, with the
+count skipped): the answer has been sent by then, and the server keeps serving.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from ..gallery.store import capped_json, delete_old_audit_rows
+from ..gallery.store import capped_json, delete_old_audit_rows, is_storage_full
 from .auth import connect
+
+log = logging.getLogger("visage.server")
 
 #: Longest stored text per field; the summary's JSON is kept to SUMMARY_CHARS.
 FIELD_CHARS = {"key_name": 100, "client": 64, "method": 16, "path": 300}
@@ -50,19 +56,35 @@ class AuditLog:
         self._db.execute(_SCHEMA)
         self._lock = threading.Lock()
         self._writes = 0
+        self.skipped = 0  #: rows not written since the disk filled up (0 while writes succeed)
         self.prune()
 
     def write(self, *, key_id: str | None, key_name: str | None, client: str | None, method: str, path: str,
               status: int, ms: float, summary: dict | None = None) -> bool:
-        """Append one row (long fields cut). Returns True when this write also pruned old rows."""
+        """Append one row (long fields cut). Returns True when this write also pruned old rows.
+
+        On a full disk the row is skipped (see the module docstring) and False returned.
+        """
         fields = {"key_name": key_name, "client": client, "method": method, "path": path}
         cut = {name: value[:FIELD_CHARS[name]] if value else value for name, value in fields.items()}
         with self._lock:
-            self._db.execute(
-                "INSERT INTO audit (time, key_id, key_name, client, method, path, status, ms, summary) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), key_id[:32] if key_id else key_id, cut["key_name"], cut["client"], cut["method"],
-                 cut["path"], int(status), round(ms, 2), capped_json(summary or {}, SUMMARY_CHARS)))
+            try:
+                self._db.execute(
+                    "INSERT INTO audit (time, key_id, key_name, client, method, path, status, ms, summary) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), key_id[:32] if key_id else key_id, cut["key_name"], cut["client"],
+                     cut["method"], cut["path"], int(status), round(ms, 2), capped_json(summary or {}, SUMMARY_CHARS)))
+            except (sqlite3.Error, OSError) as exc:
+                if not is_storage_full(exc):
+                    raise
+                if not self.skipped:
+                    log.warning("%s: disk full, audit rows are not being written (%s); free some space", self.path, exc)
+                self.skipped += 1
+                return False
+            if self.skipped:
+                log.warning("%s: audit rows are written again; %d were skipped while the disk was full",
+                            self.path, self.skipped)
+                self.skipped = 0
             self._writes += 1
             due = self._writes % self.prune_every == 0
         if due:
@@ -70,9 +92,15 @@ class AuditLog:
         return due
 
     def prune(self, now: float | None = None) -> int:
-        """Delete rows older than ``keep_days``; returns how many went."""
+        """Delete rows older than ``keep_days``; returns how many went (0 when the disk is too full to)."""
         with self._lock:
-            return delete_old_audit_rows(self._db, self.keep_days, now)
+            try:
+                return delete_old_audit_rows(self._db, self.keep_days, now)
+            except (sqlite3.Error, OSError) as exc:
+                if not is_storage_full(exc):
+                    raise
+                log.warning("%s: disk full, old audit rows not pruned (%s)", self.path, exc)
+                return 0
 
     def latest(self, limit: int = 100, key_id: str | None = None) -> list[dict]:
         """The newest rows first, optionally only one key's."""
