@@ -27,11 +27,11 @@ from pathlib import Path
 # loads its OpenMP runtime. Pass OMP_WAIT_POLICY=ACTIVE in the environment to measure spinning.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from tqdm import tqdm
 
-from _results import add_save_flag, results_dir  # noqa: E402
+from _results import add_save_flag, results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_FACES = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data")) / "faces"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     reference = dlib_enc.encode_chips(chips)
     ported = torch_enc.encode_chips(chips)
     max_diff = float(np.abs(reference - ported).max())
-    dist = lambda e: np.linalg.norm(e[:, None] - e[None], axis=-1)  # noqa: E731
+    dist = lambda e: np.linalg.norm(e[:, None] - e[None], axis=-1)
     max_dist_diff = float(np.abs(dist(reference) - dist(ported)).max())
 
     for fn in contenders.values():  # warm-up: oneDNN primitives, caches

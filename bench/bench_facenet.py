@@ -37,14 +37,13 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 import visage
+from _results import add_save_flag, results_dir  # bench/_results.py
 from visage.encoders import get_encoder
 from visage.encoders.facenet import facenet_chips
-from visage.media.images import load_image
-from visage.models import model_path
 from visage.evaluation.pairs import load_pairs, pair_distances
 from visage.evaluation.verification import cross_validated_accuracy, fit_calibration
-
-from _results import add_save_flag, results_dir  # bench/_results.py
+from visage.media.images import load_image
+from visage.models import model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
@@ -108,7 +107,7 @@ def encode_all(paths: list[Path], batch: int = 16) -> tuple[dict, dict, np.ndarr
         for start in tqdm(range(0, len(stack), batch), desc=f"encode {name}", unit="batch", leave=False):
             with clocks[name]["encode"]:
                 vectors.append(encoders[encoder_name].encode_chips(stack[start:start + batch]))
-        encodings[name] = {path: None for path in paths} | dict(zip(keys, np.concatenate(vectors)))
+        encodings[name] = dict.fromkeys(paths) | dict(zip(keys, np.concatenate(vectors)))
         clocks[name]["faces"] = len(keys)
     facenet = np.stack(list(chips["facenet"].values()))
     return encodings, clocks, facenet

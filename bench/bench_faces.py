@@ -27,11 +27,10 @@ from PIL import Image as PILImage
 from tqdm import tqdm
 
 import visage
+from _results import add_save_flag, results_dir  # bench/_results.py
 from visage.encoders import DEFAULT_ENCODER, get_encoder
 from visage.evaluation.pairs import load_pairs, pair_distances
 from visage.evaluation.verification import accuracy, cross_validated_accuracy, default_calibration
-
-from _results import add_save_flag, results_dir  # bench/_results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default

@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import add_save_flag, results_dir  # noqa: E402
-from bench_gallery_data import DEFAULT_DATA, load_dev_encodings  # noqa: E402
-
-from visage.config import DEFAULT_ENCODER  # noqa: E402
-from visage.encoders import get_encoder  # noqa: E402
-from visage.evaluation.verification import default_calibration  # noqa: E402
-from visage.gallery import ExactIndex  # noqa: E402
+from _results import add_save_flag, results_dir
+from bench_gallery_data import DEFAULT_DATA, load_dev_encodings
+from visage.config import DEFAULT_ENCODER
+from visage.encoders import get_encoder
+from visage.evaluation.verification import default_calibration
+from visage.gallery import ExactIndex
 
 PEER_TOLERANCE = 0.6  # face_recognition.compare_faces' default
 #: The identify threshold visage shipped before the gallery-size rule (chosen on this dev set).

@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 import visage
-from visage.encoders import get_encoder
 from visage.config import visage_home
+from visage.encoders import get_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

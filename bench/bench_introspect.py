@@ -32,7 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: fairer on a busy machine
 
-from _results import add_save_flag, results_dir  # noqa: E402
+from _results import add_save_flag, results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
@@ -87,9 +87,9 @@ def run_naive(target, files: list[str], size: int) -> None:
     import numpy as np
     import torch
 
-    from visage.media.images import load_image
     from visage.introspect.images import square_resize
     from visage.introspect.patches import crop
+    from visage.media.images import load_image
 
     net = target.net
     fields = {name: target.layer(name).field for name in LAYERS}
@@ -110,7 +110,7 @@ def run_naive(target, files: list[str], size: int) -> None:
                 per_unit[entry[2]].append(entry)
         top_units = sorted(per_unit, key=lambda u: -np.mean([e[0] for e in per_unit[u]]))[:9]
         for unit in top_units:
-            for value, index, _, row, col in per_unit[unit]:
+            for _, index, _, row, col in per_unit[unit]:
                 crop(square_resize(load_image(files[index]).pixels, size), fields[layer].box(row, col))
 
 

@@ -37,10 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from _results import add_save_flag, results_dir  # noqa: E402
 from liveness_data import CACHE, PAD, SCALES, TEST_SOURCES, load_crops  # noqa: E402
 from train_liveness import ANCHORS, FOLDS, INIT, fold_summary  # noqa: E402
-
-from _results import add_save_flag, results_dir  # noqa: E402
 
 V2_PER_GROUP = 150
 
@@ -85,10 +84,10 @@ def v2_logits(paths: np.ndarray) -> np.ndarray:
     from tqdm import tqdm
 
     from visage.faces.detect import detect_boxes, get_detector
-    from visage.media.images import load_image
     from visage.liveness.cues import load_model
     from visage.liveness.features import face_features
     from visage.liveness.passive import face_region
+    from visage.media.images import load_image
 
     cache = CACHE / "v2_logits.npz"
     if cache.exists():
@@ -138,10 +137,10 @@ def speed(data: dict) -> dict:
     import torch
 
     from visage.faces.types import Box
-    from visage.media.images import load_image
     from visage.liveness.cues import load_model as load_v2
     from visage.liveness.features import face_features
     from visage.liveness.passive import load_model, passive_check, to_network_input
+    from visage.media.images import load_image
     from visage.nets.minifasnet import from_state_dict
 
     torch.set_num_threads(2)
@@ -179,7 +178,7 @@ def main() -> int:
     labels = data["label"]
     models = {"visage_v3": v3_held_out_scores(data, tag), "minifasnet_anchor": anchor_scores(data["crops"]),
               "visage_v2_cues": v2_scores(data)}
-    groups = {**{fold: members for fold, members in FOLDS.items()}, **{s: [s] for s in TEST_SOURCES}}
+    groups = {**FOLDS, **{s: [s] for s in TEST_SOURCES}}
     report: dict = {"cv_tag": tag, "threshold_v3": model.threshold, "groups": {}, "judged_images": int(judged.sum()),
                     "unjudged_images": int((~judged).sum())}
     print(f"{'held-out group':<32}" + "".join(f"{m:>26}" for m in models))
@@ -209,7 +208,8 @@ def main() -> int:
     print("v3 at its shipped threshold, mean over groups: worst APCER {apcer_worst:.1%}, BPCER {bpcer:.1%}".format(
         **report["v3_at_shipped_threshold_mean"]))
     ratio = means["minifasnet_anchor"]["eer"] / max(means["visage_v3"]["eer"], 1e-9)
-    print(f"anchor EER / v3 EER = {ratio:.2f}; v2 EER / v3 EER = {means['visage_v2_cues']['eer'] / means['visage_v3']['eer']:.2f}")
+    v2_ratio = means["visage_v2_cues"]["eer"] / means["visage_v3"]["eer"]
+    print(f"anchor EER / v3 EER = {ratio:.2f}; v2 EER / v3 EER = {v2_ratio:.2f}")
     report["fusion_with_v2"] = fusion_with_v2(models, data, groups)
     print("on the images v2 scored, v3 + w·v2 (w fitted on the other groups): mean EER {eer:.1%}, mean worst "
           "APCER@BPCER10 {apcer:.1%}; v3 alone {v3_alone_eer:.1%}, {v3_alone_apcer:.1%}".format(**report["fusion_with_v2"]))

@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _results import add_save_flag, results_dir  # bench/_results.py
 from visage.train import ProjectionHead, TrainConfig, TripletTrainer, validation_metrics
 from visage.train.data import FaceCache, PKSampler, scan_people
 from visage.train.losses import l2_normalize
 from visage.train.run import freeze_all_but_last
 from visage.train.trained import chip_transform, finetune_net
-
-from _results import add_save_flag, results_dir  # bench/_results.py
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
@@ -143,7 +142,7 @@ def finetune_throughput(name: str, chips_by_size, labels, args) -> dict:
         encoder = get_encoder(name)
         cache = FaceCache(name)
         chips, kept = cache.many(chips_by_size, "chip", progress=False)
-    except Exception as exc:  # the FaceNet port may not be usable yet; say why instead of failing
+    except Exception as exc:  # noqa: BLE001 -- the FaceNet port may not be usable yet; say why instead of failing
         return {"error": f"{type(exc).__name__}: {exc}"}
     y = labels[kept]
     out = {"encoder": encoder.name, "chip": list(chips.shape[1:])}
@@ -236,7 +235,7 @@ def main() -> None:
     if args.finetune_gain or args.device.startswith("cuda"):
         try:
             results["finetune_gain_facenet"] = finetune_gain(args, paths, all_labels, folder.people)
-        except Exception as exc:  # report why rather than lose the other numbers
+        except Exception as exc:  # noqa: BLE001 -- report why rather than lose the other numbers
             results["finetune_gain_facenet"] = {"error": f"{type(exc).__name__}: {exc}"}
     results["throughput_images_per_s"] = {
         "head_on_encodings": results.get("held_out_gain", {}).get("runs", [{}])[0].get("samples_per_s"),

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _results import add_save_flag, results_dir  # bench/_results.py
 from visage.nets.inception_resnet_v1 import InceptionResnetV1
 from visage.train import TrainConfig, TripletTrainer
 from visage.train.nets import ConvEncoder
-
-from _results import add_save_flag, results_dir  # bench/_results.py
 
 
 def dlib_resnet():

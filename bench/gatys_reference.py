@@ -45,7 +45,7 @@ class ContentLoss(nn.Module):
         self.loss = torch.tensor(0.0)
 
     def forward(self, x):
-        n, c, h, w = x.size()
+        _, c, h, w = x.size()
         self.loss = ((x - self.target) ** 2).sum() / (4 * c * h * w)
         return x
 
@@ -53,13 +53,13 @@ class ContentLoss(nn.Module):
 class StyleLoss(nn.Module):
     def __init__(self, target_feature, weight):
         super().__init__()
-        n, c, h, w = target_feature.size()
+        h, w = target_feature.shape[-2:]
         self.target = (gram(target_feature) / (h * w)).detach()
         self.weight = weight
         self.loss = torch.tensor(0.0)
 
     def forward(self, x):
-        n, c, h, w = x.size()
+        _, c, h, w = x.size()
         g = gram(x) / (h * w)
         self.loss = self.weight * ((g - self.target) ** 2).sum() / (4 * c * c)
         return x

@@ -55,9 +55,9 @@ def _crop_one(path: str) -> tuple[np.ndarray, bool, int]:
     import cv2
 
     from visage.faces.detect import detect_boxes, get_detector
-    from visage.media.images import load_image
     from visage.liveness.crops import context_crop
     from visage.liveness.passive import face_region
+    from visage.media.images import load_image
 
     cv2.setNumThreads(1)
     pixels = load_image(PAD / path).pixels

@@ -50,7 +50,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from liveness_data import CACHE, SCALES, TEST_SOURCES, load_crops  # noqa: E402
-
 from visage.evaluation.metrics import BONA_FIDE, pad_eer, pad_error_rates  # noqa: E402
 
 ANCHORS = ROOT.parent / "shared" / "anchors" / "silent-face"
@@ -123,7 +122,7 @@ def augment(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             if noise:
                 img = np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
             if quality:
-                ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                _, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
                 img = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
             out[i, k] = img
     return out
@@ -162,8 +161,8 @@ def train_branches(crops: np.ndarray, live: np.ndarray, source: np.ndarray, step
     import torch
     from tqdm import tqdm
 
-    from visage.nets.minifasnet import live_logit
     from visage.liveness.passive import to_network_input
+    from visage.nets.minifasnet import live_logit
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -266,7 +265,7 @@ def print_table(rows: dict[str, dict], title: str) -> None:
         shipped = r.get("at_shipped_threshold")
         ship = f"{shipped['apcer_worst']:.1%} / {shipped['bpcer']:.1%}" if shipped else "-"
         print(f"{name:<16}{r['n']:>6}{r['eer']:>7.1%}   {r['at_bpcer_10']['apcer_worst']:<26.1%}{ship:<28}")
-    mean = lambda key: np.mean([key(r) for r in rows.values()])  # noqa: E731
+    mean = lambda key: np.mean([key(r) for r in rows.values()])
     print(f"{'mean':<16}{'':>6}{mean(lambda r: r['eer']):>7.1%}   {mean(lambda r: r['at_bpcer_10']['apcer_worst']):<26.1%}")
     worst = max(rows, key=lambda k: rows[k]["at_bpcer_10"]["apcer_worst"])
     print(f"worst group: {worst}")

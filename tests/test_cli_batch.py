@@ -60,6 +60,7 @@ def test_read_pairs_with_and_without_header_and_labels(tmp_path):
         read_pairs(tmp_path / "bad.tsv")
 
 
+@pytest.mark.slow
 def test_detect_csv_over_a_folder_one_row_per_face_skips_and_summary(folder, capsys):
     code, out, err = run(capsys, "detect", str(folder), "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -75,6 +76,7 @@ def test_detect_csv_over_a_folder_one_row_per_face_skips_and_summary(folder, cap
     assert code == 2
 
 
+@pytest.mark.slow
 def test_encode_jsonl_over_a_folder(folder, capsys):
     code, out, err = run(capsys, "encode", str(folder / "a_obama.jpg"), str(folder / "sub"),
                          str(folder / "d_broken.jpg"), "--jsonl", "--encoder", "dlib-torch")
@@ -112,6 +114,7 @@ def test_text_output_numbers_faces_from_1_with_one_box_notation(folder, capsys):
     assert all(BOX_TEXT.search(line) for line in lines[1:])
 
 
+@pytest.mark.slow
 def test_verify_pairs_answers_and_exit_code(folder, tmp_path, capsys):
     (tmp_path / "photos").symlink_to(folder)
     (tmp_path / "pairs.tsv").write_text("img_a\timg_b\tsame\n"
@@ -136,6 +139,7 @@ def test_verify_pairs_answers_and_exit_code(folder, tmp_path, capsys):
     assert "e_blank.png: no face found" in err and "1 skipped" in err
 
 
+@pytest.mark.slow
 def test_verify_one_photo_against_a_folder(folder, capsys):
     code, out, err = run(capsys, "verify", str(folder / "a_obama.jpg"), str(folder / "c_group.jpg"),
                          str(folder / "sub"), "--csv")
@@ -157,6 +161,7 @@ def gallery(shared_data, tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 def test_identify_over_a_folder_names_the_right_people(shared_data, gallery, tmp_path, capsys):
     faces = shared_data / "faces"
     probes = tmp_path / "probes"

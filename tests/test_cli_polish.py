@@ -50,6 +50,7 @@ def test_version_prints_the_package_metadata_version(capsys):
 
 @pytest.mark.parametrize("command", ["visage models | head -1",
                                      "visage liveness-challenge --length 200000 | head -c 10"])
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly_with_status_0(command):
     # The second writes far more than a pipe holds, so the pipe closes in the middle of the output.
     done = run_shell(command)
@@ -93,6 +94,7 @@ def spoof_folder(tmp_path_factory, astronaut_png) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_liveness_eval_writes_a_plot_only_when_asked(spoof_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["liveness-eval", str(spoof_folder)]) == 0
@@ -148,6 +150,7 @@ def test_style_refuses_an_unknown_suffix_before_any_work(astronaut_png, tmp_path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_style_writes_jpeg_by_suffix_and_states_a_long_run(astronaut_png, tmp_path, capsys, monkeypatch,
                                                           one_torch_thread):
     monkeypatch.setattr(style_cli, "LONG_RUN_SECONDS", 0.0)  # so a tiny run counts as long
@@ -169,6 +172,7 @@ def test_style_defaults_finish_in_minutes_on_two_cores():
     assert style_cli.estimated_seconds(settings, (512, 384)) < seconds  # fewer pixels, less time
 
 
+@pytest.mark.slow
 def test_demo_finds_the_dev_set_beside_the_checkout_from_any_folder(shared_data, tmp_path, monkeypatch, capsys):
     import visage
     from visage.demo import default_data_dir
@@ -200,6 +204,7 @@ def test_a_failed_challenge_names_the_step():
     assert passed.passed and passed.failure is None and passed.to_dict()["failure"] is None
 
 
+@pytest.mark.slow
 def test_a_failed_challenge_reason_says_which_step(shared_data):
     from visage.liveness import check
     from visage.liveness.simulate import simulate_moving_print
@@ -272,6 +277,7 @@ def test_train_says_when_it_did_not_beat_its_start(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["improved"] is False
 
 
+@pytest.mark.slow
 def test_mmod_warns_once_that_it_is_slow_on_a_cpu(astronaut_png, capsys):
     import dlib
 

@@ -93,6 +93,7 @@ def test_no_face_is_a_normal_result():
         visage.verify(landscape, landscape)
 
 
+@pytest.mark.slow
 def test_several_faces_caller_chooses(shared_data):
     photo = load_image(shared_data / "detection/facerec_obama_and_biden.jpg")
     everyone = visage.encode(photo)

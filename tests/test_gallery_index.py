@@ -51,6 +51,7 @@ def built(tmp_path_factory) -> tuple[np.ndarray, ExactIndex, IvfIndex]:
     return vectors, exact, approx
 
 
+@pytest.mark.slow
 def test_finds_the_exact_nearest_face_of_new_faces_like_exact_search(built):
     vectors, exact, approx = built
     assert approx.trained and len(approx) == len(vectors)
@@ -89,6 +90,7 @@ def test_top_k_people_match_exact_search(built):
         assert [pid for pid, _ in got] == [pid for pid, _ in want]
 
 
+@pytest.mark.slow
 def test_follows_removals_and_additions_and_purges_removed_faces(tmp_path):
     rng = np.random.default_rng(11)
     vectors = correlated(24_000, rng)
@@ -147,6 +149,7 @@ def test_saved_index_maps_its_rows_and_takes_later_changes(tmp_path):
     assert top1(again, probes) == top1(loaded, probes)
 
 
+@pytest.mark.slow
 def test_float32_rows_can_stay_in_memory_for_an_encrypted_gallery(tmp_path):
     rng = np.random.default_rng(14)
     vectors = correlated(6_000, rng)

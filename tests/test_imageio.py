@@ -53,7 +53,7 @@ def test_exif_orientation_is_honoured(tmp_path, photo):
 def test_modes_convert_to_rgb(mode, photo):
     pil = PILImage.fromarray(photo)
     if mode == "I;16":
-        converted = PILImage.fromarray((photo[:, :, 0].astype(np.uint16) * 257))
+        converted = PILImage.fromarray(photo[:, :, 0].astype(np.uint16) * 257)
     elif mode == "F":
         converted = PILImage.fromarray(photo[:, :, 0].astype(np.float32) / 255.0)
     else:

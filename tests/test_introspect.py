@@ -17,7 +17,6 @@ from visage.errors import VisageError
 from visage.introspect import maximize, resolve_model, save_maximized, top_patches, write_report
 from visage.introspect.patches import FILL, TopK, crop
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -197,6 +196,7 @@ def test_saved_models_load_as_pickled_modules_and_torchscript(tmp_path, cross_fo
         resolve_model(weights)
 
 
+@pytest.mark.slow
 def test_cli_writes_report_and_maximisation(tmp_path, cross_folder, capsys):
     out = tmp_path / "report"
     assert main(["inspect", "--model", "vgg16", "--layers", "conv1_2,pool1", "--images", str(cross_folder),
@@ -219,6 +219,7 @@ def test_cli_writes_report_and_maximisation(tmp_path, cross_folder, capsys):
     (["--model", "resnet-9000"], "unknown model"),
     (["--model", "dlib"], "does not run in PyTorch"),
 ])
+@pytest.mark.slow
 def test_cli_errors_are_clear(argv, message, tmp_path, cross_folder, capsys):
     argv = [a.format(folder=cross_folder, missing=tmp_path / "nothing") for a in argv]
     assert main(["inspect", "--quiet", *argv]) == 2
@@ -235,7 +236,7 @@ def test_unreadable_images_are_skipped_and_named(tmp_path, cross_folder):
                                per_unit=1, progress=False)
     assert found.images_seen == 1
     (folder / "cross.png").unlink()
-    with pytest.warns(UserWarning), pytest.raises(VisageError, match="broken.jpg"):
+    with pytest.warns(UserWarning), pytest.raises(VisageError, match=re.escape("broken.jpg")):
         top_patches(resolve_model(CrossDetector(), input_size=40), ["detect"], folder, progress=False)
 
 
@@ -253,5 +254,5 @@ def test_face_encoder_sees_aligned_chips_of_every_face(shared_data, tmp_path):
         for patch in unit.patches:
             assert re.fullmatch(r".+ face \d+", patch.source)
             assert patch.pixels.shape[:2] == (patch.visible[2] - patch.visible[0], patch.visible[3] - patch.visible[1])
-            top, left, bottom, right = patch.box
+            top, _, bottom, _ = patch.box
             assert -found.field.size[0] < top and bottom < 150 + found.field.size[0]  # inside the 150 px chip's reach

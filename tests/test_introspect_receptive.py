@@ -13,8 +13,6 @@ from visage.errors import VisageError
 from visage.introspect import receptive_fields, resolve_model
 from visage.introspect.receptive import AxisField, analyse, clip_box, gradient_support
 
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -22,7 +20,7 @@ def positive_twin(net: nn.Module) -> nn.Module:
     """A copy whose every path carries gradient: positive weights, large biases (no ReLU is ever dead),
     max-pooling replaced by average pooling of the same geometry. Receptive fields are unchanged."""
     twin = copy.deepcopy(net).double()
-    for name, module in list(twin.named_modules()):
+    for module in list(twin.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(module, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
@@ -208,6 +206,7 @@ def test_layer_names_resolve_by_suffix_and_errors_list_choices():
     ("dlib-torch", ["conv1", "pool1", "stages.0.0", "stages.1.0", "stages.2.1"], ("stages.2.1",)),
     ("facenet", ["conv2d_2b_3x3", "maxpool_3a_3x3", "conv2d_4b_3x3", "repeat.block35_2"], ("repeat.block35_2",)),
 ])
+@pytest.mark.slow
 def test_face_encoder_fields_agree_with_gradient_support(encoder, layers, middle_only):
     from visage.encoders import ENCODERS
 

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import math
+import re
+from itertools import pairwise
 
 import cv2
 import numpy as np
 import pytest
 
 from visage.liveness import active
-from visage.liveness.active import (check_challenge, count_blinks, eye_aspect_ratio, face_ear, head_pose,
-                                    homography_residual, new_challenge, planarity, turn_events)
+from visage.liveness.active import (
+    check_challenge,
+    count_blinks,
+    eye_aspect_ratio,
+    face_ear,
+    head_pose,
+    homography_residual,
+    new_challenge,
+    planarity,
+    turn_events,
+)
 
 
 def synthetic_face(openness: float, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -96,7 +107,7 @@ def test_new_challenge_is_random_and_complete():
     assert len(drawn) >= 4                       # many different orders
     for seq in drawn:
         assert {"turn_left", "turn_right"} <= set(seq)
-        assert all(a != b for a, b in zip(seq, seq[1:]))
+        assert all(a != b for a, b in pairwise(seq))
     rng = np.random.default_rng(3)
     assert new_challenge(4, np.random.default_rng(3)) == new_challenge(4, rng)  # reproducible with a seed
 
@@ -151,9 +162,8 @@ def flat_photo_clip(shared_data):
 
     The face is well resolved (about 250 px wide), as before a door camera. With blurrier faces the
     landmark jitter approaches the threshold (see docs/liveness.md)."""
-    from visage.media.images import load_image
-
     from visage.liveness.simulate import simulate_moving_print
+    from visage.media.images import load_image
 
     return simulate_moving_print(load_image(shared_data / "faces" / "facerec__obama" / "obama.jpg").pixels)
 
@@ -231,7 +241,7 @@ def test_require_live_refuses_a_clip_without_challenge():
 
     # A clip that passed every passive cue but was never asked to move: a replay is not ruled out.
     looks_live = LivenessResult(True, 0.9, 0.5, {"challenge": {"asked": False, "llr": None}}, "live", "clip.mp4")
-    with pytest.raises(SpoofError, match="clip.mp4: liveness not established: a replayed video"):
+    with pytest.raises(SpoofError, match=re.escape("clip.mp4: liveness not established: a replayed video")):
         refuse_unless_live(looks_live)
     challenged = LivenessResult(True, 0.9, 0.5, {"challenge": {"asked": True, "llr": 2.0}}, "live", "clip.mp4")
     assert refuse_unless_live(challenged) is challenged

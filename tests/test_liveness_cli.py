@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
 from visage.cli import main
 
@@ -36,6 +37,7 @@ def test_liveness_challenge_prints_actions(capsys):
     assert len(actions) == 3 and {"turn_left", "turn_right"} <= set(actions)
 
 
+@pytest.mark.slow
 def test_liveness_eval_on_the_spoof_stills(shared_data, tmp_path, capsys):
     # A labelled folder of links to the dev set's stills (nothing copied).
     root = tmp_path / "spoof"

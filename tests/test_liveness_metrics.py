@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -54,7 +55,7 @@ def test_det_points_and_json():
     a, b = det_points(SCORES["real"], SCORES["print"])
     assert a[0] == 1.0 and b[0] == 0.0          # lowest threshold: everything accepted
     assert a[-1] == 0.0 and b[-1] == 1.0        # above everything: everything refused
-    assert all(x >= y for x, y in zip(a, a[1:])) and all(x <= y for x, y in zip(b, b[1:]))
+    assert all(x >= y for x, y in pairwise(a)) and all(x <= y for x, y in pairwise(b))
     d = pad_metrics(SCORES, 0.5).to_dict()
     assert set(d) >= {"apcer", "bpcer", "acer", "bpcer_at_apcer_5", "counts"}
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in d.values())

@@ -99,6 +99,7 @@ def test_tight_crop_without_a_detection_is_judged_whole(held_out):
     pytest.skip("every held-out tight crop had a detected face")
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_live_attack_and_insufficient(held_out, tmp_path, capsys):
     from PIL import Image as PILImage
 

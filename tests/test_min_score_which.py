@@ -38,6 +38,7 @@ def _centre(box: Box) -> tuple[float, float]:
     return (box.left + box.right) / 2, (box.top + box.bottom) / 2
 
 
+@pytest.mark.slow
 def test_the_default_floor_drops_the_patch_and_keeps_the_astronauts_face(astronaut_png):
     everything = visage.detect(astronaut_png, min_score=0.0, landmarks68=False)  # all HOG itself reports
     assert len(everything) == 2
@@ -65,6 +66,7 @@ def test_each_detector_has_its_own_default_floor():
     assert min_score_for("hog", 0.5) == 0.5
 
 
+@pytest.mark.slow
 def test_cli_detect_and_demo_drop_the_patch(astronaut_png, capsys, tmp_path):
     assert main(["detect", astronaut_png, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
@@ -124,6 +126,7 @@ def two_people(shared_data, tmp_path_factory) -> dict[str, object]:
     return {"photo": str(path), "split": biden.width, "obama": str(faces / "facerec__obama/obama2.jpg")}
 
 
+@pytest.mark.slow
 def test_largest_compares_the_larger_face_and_best_the_right_one(two_people):
     obama, photo, split = two_people["obama"], two_people["photo"], two_people["split"]
 
@@ -157,6 +160,7 @@ def test_which_must_be_largest_or_best(two_people):
         visage.verify(two_people["obama"], two_people["photo"], which="all")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_cli_verify_which_warns_on_stderr_and_json_holds_both_boxes(two_people, capsys):
     photo, obama, split = two_people["photo"], two_people["obama"], two_people["split"]
 
@@ -181,6 +185,7 @@ def test_cli_verify_which_warns_on_stderr_and_json_holds_both_boxes(two_people, 
     assert (left + right) / 2 < split  # Biden's, the larger face
 
 
+@pytest.mark.slow
 def test_verify_json_boxes_match_what_detect_finds(two_people, capsys):
     obama = two_people["obama"]
     assert main(["verify", obama, obama, "--json"]) == 0
@@ -191,6 +196,7 @@ def test_verify_json_boxes_match_what_detect_finds(two_people, capsys):
     assert np.isclose(result["distance"], 0.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_best_with_require_live_checks_the_faces_compared(shared_data, tmp_path):
     from visage.errors import SpoofError
 

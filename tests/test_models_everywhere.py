@@ -25,7 +25,9 @@ from visage.gallery import Gallery
 
 PEOPLE = ["Colin_Powell", "Ariel_Sharon", "Donald_Rumsfeld", "Arnold_Schwarzenegger"]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# Each command is run with a trained model and its calibration (module fixtures train and fit
+# them first): a whole-pipeline check, so it runs in the full suite, not the fast lane.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 def lfw(shared_data: Path, person: str, number: int) -> Path:
@@ -408,7 +410,6 @@ def test_serve_refuses_a_wrong_encoder_or_calibration_at_start(model_gallery, dl
 
 # -- the calibrate command itself ---------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_visage_calibrate_output_drives_verify(model, shared_data, tmp_path, capsys):
     """The real ``visage calibrate`` on the model, its file then given to ``verify``."""
     pairs = [(lfw(shared_data, p, n), lfw(shared_data, q, m), int(p == q))

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import visage
 from visage.evaluation.verification import default_calibration
-from visage.pipeline import encode_many
 from visage.gallery import Gallery
 from visage.gallery.types import FaceRecord
+from visage.pipeline import encode_many
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def _gallery(path: Path, people, vectors, enrolled: dict[str, int]) -> Gallery:
 
 @pytest.mark.slow
 def test_one_shot_names_enrolled_people_and_turns_strangers_away(dev_encodings, tmp_path):
-    paths, people, vectors = dev_encodings
+    _, people, vectors = dev_encodings
     first = {person: int(np.flatnonzero(people == person)[0]) for person in np.unique(people)}
     enrolled = {person: row for person, row in first.items() if np.sum(people == person) > 1}
     probes = [i for i in range(len(people)) if people[i] in enrolled and i != enrolled[people[i]]]
@@ -59,6 +58,7 @@ def test_one_shot_names_enrolled_people_and_turns_strangers_away(dev_encodings, 
     assert accepted / strangers <= 0.03
 
 
+@pytest.mark.slow
 def test_a_claim_and_a_search_give_the_same_answer(shared_data, tmp_path):
     faces = shared_data / "faces"
     with Gallery(tmp_path / "g.db") as gallery:

@@ -13,7 +13,6 @@ from visage.errors import VisageError
 from visage.train import ConvEncoder, TrainConfig, TripletTrainer, load_trained
 from visage.train.synthetic import make_clips, make_signals, write_people
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -8,8 +8,15 @@ import pytest
 from visage.config import DEFAULT_ENCODER
 from visage.encoders import get_encoder
 from visage.evaluation.pairs import encode_pair_images, load_pairs, pair_distances
-from visage.evaluation.verification import (Calibration, accuracy, best_threshold, cross_validated_accuracy,
-                                            decide, default_calibration, fit_calibration)
+from visage.evaluation.verification import (
+    Calibration,
+    accuracy,
+    best_threshold,
+    cross_validated_accuracy,
+    decide,
+    default_calibration,
+    fit_calibration,
+)
 
 
 def test_best_threshold_sits_in_the_middle_of_the_gap():
@@ -23,6 +30,7 @@ def test_best_threshold_sits_in_the_middle_of_the_gap():
     assert np.sum((distances <= t) != same_overlap) == 1
 
 
+@pytest.mark.slow
 def test_calibrated_probability_is_monotone_and_crosses_half_near_the_threshold():
     rng = np.random.default_rng(0)
     distances = np.concatenate([rng.normal(0.4, 0.08, 300), rng.normal(0.85, 0.08, 300)])
