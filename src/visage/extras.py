@@ -13,6 +13,7 @@ from .errors import VisageError
 EXTRA_OF_MODULE = {
     "fastapi": "server", "fastapi_offline": "server", "uvicorn": "server", "starlette": "server",
     "multipart": "server", "python_multipart": "server", "pydantic_settings": "server", "cryptography": "server",
+    "pydantic": "server", "anyio": "server",  # fastapi's own dependencies, which the service imports too
     "pymilvus": "milvus", "milvus_lite": "milvus",
 }
 #: What each extra adds, as `pip install` help says it.
