@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from visage.server import ServerSettings, create_app  # noqa: E402
-from visage.server.auth import KeyStore  # noqa: E402
+from visage.server import ServerSettings, create_app
+from visage.server.auth import KeyStore
 
 SIDE = 400
 

@@ -13,12 +13,12 @@ import time
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from visage.server import ServerSettings, create_app  # noqa: E402
-from visage.server.audit import FIELD_CHARS, SUMMARY_CHARS, AuditLog  # noqa: E402
-from visage.server.auth import KeyStore  # noqa: E402
-from visage.server.limits import BodySizeLimit  # noqa: E402
+from visage.server import ServerSettings, create_app
+from visage.server.audit import FIELD_CHARS, SUMMARY_CHARS, AuditLog
+from visage.server.auth import KeyStore
+from visage.server.limits import BodySizeLimit
 
 LIMIT = 64 * 1024
 CHUNK = 16 * 1024

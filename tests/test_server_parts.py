@@ -8,9 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from visage.errors import GalleryError
+from visage.errors import ChallengeError, GalleryError
 from visage.gallery.types import FaceRecord
-from visage.errors import ChallengeError
 from visage.server.challenges import ChallengeStore
 from visage.server.crypto import EncryptedStore, open_encrypted_or_plain
 from visage.server.jobs import JobQueue, QueueFull

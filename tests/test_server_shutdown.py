@@ -13,10 +13,9 @@ import time
 import httpx
 import pytest
 
+from test_server import jpeg  # tests/ is on sys.path (no __init__.py)
 from visage.gallery import Gallery
 from visage.server.auth import KeyStore
-
-from test_server import jpeg  # tests/ is on sys.path (no __init__.py)
 
 pytestmark = pytest.mark.slow  # starts the server as a real process
 

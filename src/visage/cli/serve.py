@@ -29,7 +29,14 @@ def register(sub) -> None:
     p.add_argument("--cors", metavar="ORIGIN", action="append", default=None,
                    help="allow browser calls from this origin (repeatable); CORS is off by default")
     p.add_argument("--workers", type=int, default=None,
-                   help="gallery connections open at once (default 2); calls into the face models take turns")
+                   help="gallery connections open at once in each process (default 2); within a process, calls "
+                        "into the face models take turns")
+    p.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="server processes over the same gallery, each with its own models (default: one per "
+                        "CPU core)")
+    p.add_argument("--max-wait", type=float, default=None, metavar="SECONDS", dest="max_wait",
+                   help="longest a request may queue for the face models; one that would wait longer gets "
+                        "503 with Retry-After at once (default 1.0; 0: no bound)")
     keys = p.add_mutually_exclusive_group()
     keys.add_argument("--create-key", metavar="NAME", help="make an API key called NAME, print it once, and exit")
     keys.add_argument("--list-keys", action="store_true", help="list API keys (never their secrets) and exit")
@@ -45,7 +52,7 @@ def settings_from(args):
 
     return load_settings(host=args.host, port=args.port, gallery=args.gallery, state=args.state,
                          cors_origins=args.cors, workers=args.workers, encoder=args.encoder,
-                         calibration=args.calibration)
+                         calibration=args.calibration, processes=args.processes, max_wait_seconds=args.max_wait)
 
 
 def run_serve(args) -> int:
@@ -85,27 +92,79 @@ def run_serve(args) -> int:
 
 
 def serve(settings) -> int:
-    """Run the app until SIGINT or SIGTERM; requests in flight are finished first."""
+    """Run the app until SIGINT or SIGTERM; requests in flight are finished first.
+
+    With more than one process (:attr:`ServerSettings.processes`), the gallery, state file and
+    encoder are checked here first, then uvicorn's supervisor runs the workers on the bound socket
+    (see :mod:`visage.server.processes`)."""
     import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    processes = settings.process_count()
+    if processes == 1:
+        from ..server import create_app
+
+        app = create_app(settings)
+        sock, port = _bind(settings)
+        print(f"visage: serving on http://{settings.host}:{port}/ (API docs at /docs)", flush=True)
+        _uvicorn_server(app).run(sockets=[sock])
+        return 0
+    return _serve_processes(settings, processes)
+
+
+def _bind(settings):
+    """Bind first, so "serving on" is only said once it is true (and a port in use is a clear error)."""
     import socket
 
-    import uvicorn
-
     from ..errors import VisageError
-    from ..server import create_app
 
-    app = create_app(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Bind first, so "serving on" is only said once it is true (and a port in use is a clear error).
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     try:
         sock = socket.create_server((settings.host, settings.port), family=family)
     except OSError as exc:
         raise VisageError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})") from None
-    port = sock.getsockname()[1]
-    print(f"visage: serving on http://{settings.host}:{port}/ (API docs at /docs)", flush=True)
+    return sock, sock.getsockname()[1]
+
+
+def _uvicorn_config(app, **extra):
+    import uvicorn
+
     # timeout_graceful_shutdown: on SIGTERM, stop accepting, then give requests in flight this long.
-    config = uvicorn.Config(app, log_level="info", access_log=True, timeout_graceful_shutdown=60,
-                            server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    return uvicorn.Config(app, log_level="info", access_log=True, timeout_graceful_shutdown=60,
+                          server_header=False, **extra)
+
+
+def _uvicorn_server(app):
+    import uvicorn
+
+    return uvicorn.Server(_uvicorn_config(app))
+
+
+def _serve_processes(settings, processes: int) -> int:
+    import os
+
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    from ..server.processes import SETTINGS_ENV, torch_threads
+    from ..server.service import build_service
+    from ..server.shared import make_shared_dir, remove_shared_dir
+
+    made = None
+    if settings.shared_dir is None:  # the workers' shared challenges and jobs: private, in memory, for this run
+        made = make_shared_dir()
+        settings = settings.model_copy(update={"shared_dir": str(made)})
+    try:
+        build_service(settings).close()  # a bad gallery, state file or encoder stops the server here, clearly
+        sock, port = _bind(settings)
+        print(f"visage: serving on http://{settings.host}:{port}/ (API docs at /docs) with {processes} "
+              f"processes, {torch_threads(processes)} torch thread(s) each", flush=True)
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        supervisor = Multiprocess(_uvicorn_config("visage.server.processes:worker_app", factory=True,
+                                                  workers=processes), sockets=[sock])
+        supervisor.run()
+        failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    finally:
+        if made is not None:
+            remove_shared_dir(made)
+    return 1 if failed else 0

@@ -43,7 +43,7 @@ from .challenges import ChallengesFull, ChallengeTooLarge, TooManyChallenges
 from .galleries import Busy
 from .jobs import QueueFull
 from .limits import BodySizeLimit
-from .service import Service, build_service
+from .service import Overloaded, Service, build_service
 from .settings import ServerSettings
 
 log = logging.getLogger("visage.server")
@@ -185,6 +185,8 @@ def create_app(settings: ServerSettings | None = None, service: Service | None =
     async def refused(request: Request, exc: VisageError):
         headers = ({"Retry-After": str(getattr(exc, "retry_after", 5))}  # Overloaded (a Busy) says how long
                    if isinstance(exc, (QueueFull, Busy, ChallengesFull, TooManyChallenges)) else None)
+        if isinstance(exc, Overloaded) and headers is not None:
+            headers["Connection"] = "close"  # the retry reconnects, and may reach a less busy worker process
         if isinstance(exc, (StorageFull, GalleryDamaged)):
             log.error("%s %s: %s", request.method, request.url.path, exc)  # the operator must act: say so in the log
         body: dict = {"detail": str(exc)}

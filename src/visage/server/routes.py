@@ -25,14 +25,14 @@ from ..media import video
 from ..media.images import Image, load_image
 from . import schemas
 from .auth import Principal
-from .service import Service
+from .service import Overloaded, Service
 
 router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="an API key made by `visage serve --create-key`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in a header of its own")
 
 ERRORS = {400: {"model": schemas.Error}, 401: {"model": schemas.Error}, 413: {"model": schemas.Error},
-          422: {"model": schemas.Error}, 429: {"model": schemas.Error}}
+          422: {"model": schemas.Error}, 429: {"model": schemas.Error}, 503: {"model": schemas.Error}}
 ADMIN_ERRORS = {**ERRORS, 403: {"model": schemas.Error}}
 
 
@@ -120,7 +120,7 @@ def detect(request: Request, who: Caller, image: Annotated[UploadFile, File(desc
 
     svc = service(request)
     img = read_image(svc, image)
-    with svc.compute:
+    with svc.compute.turn("detect"):
         faces = find(img, detector=svc.settings.detector, landmarks68=landmarks68)
     note(request, faces=len(faces))
     return {"image": image_info(img), "faces": [f.to_dict() for f in faces]}
@@ -136,7 +136,7 @@ def encode(request: Request, who: Caller, image: Annotated[UploadFile, File(desc
     img = read_image(svc, image)
     with svc.galleries.borrow() as gallery:
         encoder = gallery.encoder_key  # the server encodes with its gallery's encoder
-    with svc.compute:
+    with svc.compute.turn("encode"):
         found = encode_faces(img, which=which, detector=svc.settings.detector, encoder=encoder)
     note(request, faces=len(found))
     return {"image": image_info(img),
@@ -154,7 +154,7 @@ def verify(request: Request, who: Caller, a: Annotated[UploadFile, File(descript
     first, second = read_image(svc, a, "a"), read_image(svc, b, "b")
     with svc.galleries.borrow() as gallery:
         encoder, calibration = gallery.encoder_key, gallery.calibration()
-    with svc.compute:
+    with svc.compute.turn("verify"):
         result = same_person(first, second, threshold=threshold, calibration=calibration,
                              detector=svc.settings.detector, encoder=encoder)
     note(request, same=result.same)
@@ -179,7 +179,8 @@ def enroll(request: Request, who: Admin, name: Annotated[str, Form(min_length=1,
             skipped.append((upload_name(photo, f"photo {i + 1}"), str(exc)))
     report = None
     if images:
-        with svc.galleries.borrow() as gallery, svc.compute:
+        # The turn is taken first: a refused enrolment (503) has written nothing and may be sent again.
+        with svc.compute.turn("enroll", len(images)), svc.galleries.borrow() as gallery:
             report = gallery.enroll(name, images)
     added = report.added if report else {}
     skipped += report.skipped if report else []
@@ -203,11 +204,49 @@ def identify(request: Request, who: Caller, image: Annotated[UploadFile, File(de
     """Who is each face in the photo? Names come from the gallery; ``null`` means unknown."""
     svc = service(request)
     img = read_image(svc, image)
-    with svc.galleries.borrow() as gallery, svc.compute:
-        found = gallery.identify(img, top=top, threshold=threshold, require_live=require_live)
-        encoder = gallery.encoder_key
+    if require_live:
+        with svc.compute.turn("identify-live"), svc.galleries.borrow() as gallery:
+            found = gallery.identify(img, top=top, threshold=threshold, require_live=True)
+            encoder = gallery.encoder_key
+    else:
+        with svc.galleries.borrow() as gallery:
+            gallery.check_encoder()
+            gallery.calibration()  # a missing or foreign calibration is refused before any detection
+            encoder = gallery.encoder_key
+        # Detected and encoded in one turn with the identifications queued behind it (the encoder
+        # costs much less per face in a batch); matched outside the turn, on this request's gallery.
+        encoded = svc.compute.together("identify", img, lambda images: encode_photos(svc, encoder, images),
+                                       max_batch=8)
+        with svc.galleries.borrow() as gallery:
+            found = gallery.name_faces(encoded, photo=img.name, sha256=img.sha256, top=top, threshold=threshold)
     note(request, faces=len(found), names=[f.name for f in found if f.name])
     return {"image": image_info(img), "encoder": encoder, "faces": [f.to_dict() for f in found]}
+
+
+def encode_photos(svc: Service, encoder: str, images: list[Image]) -> list:
+    """Each photo's faces and encodings, the chips of all photos through the encoder at once; a
+    photo that fails gets its exception in its place (it fails only its own request)."""
+    from ..api import detect as find
+    from ..pipeline import encode_batch
+
+    out: list = [None] * len(images)
+    found = []
+    for i, img in enumerate(images):
+        try:
+            found.append((i, find(img, detector=svc.settings.detector, landmarks68=False)))
+        except Exception as exc:  # noqa: BLE001 - handed to that photo's request, which raises it
+            out[i] = exc
+    try:
+        for (i, _), encoded in zip(found, encode_batch([images[i] for i, _ in found], faces=[f for _, f in found],
+                                                       encoder=encoder)):
+            out[i] = encoded
+    except Exception:  # noqa: BLE001 - find which photo fails: one by one
+        for i, faces in found:
+            try:
+                out[i] = encode_batch([images[i]], faces=[faces], encoder=encoder)[0]
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+    return out
 
 
 @router.get("/v1/people", response_model=list[schemas.Person], responses=ERRORS, tags=["gallery"])
@@ -312,7 +351,7 @@ def liveness_check(request: Request, who: Caller,
         if actions:
             raise VisageError("a challenge needs a video, not a photo")
         img = read_image(svc, media)
-        with svc.compute:
+        with svc.compute.turn("liveness"):
             result = liveness.check(img, detector=svc.settings.detector)
     note(request, decision=result.decision, video=clip)
     return result.to_dict()
@@ -331,7 +370,7 @@ def _video_liveness(svc: Service, media: UploadFile, name: str, actions):
                              f"{svc.settings.max_pixels / 1e6:.0f} MP limit")
         frames, fps = video.read_frames(path, max_frames=svc.settings.max_frames,
                                         max_side=svc.settings.max_frame_side, name=name)
-        with svc.compute:
+        with svc.compute.turn("liveness-video", len(frames)):
             result = liveness.check(frames, challenge=actions, fps=fps, detector=svc.settings.detector)
     return _named(result, name)
 
@@ -395,11 +434,12 @@ def challenge_verdict(request: Request, who: Caller, challenge_id: str,
     svc = service(request)
     challenge = svc.challenges.get(challenge_id, who.key_id)
     svc.challenges.claim(challenge)
+    refused = False
     try:
         if not challenge.frames:
             raise VisageError("no frames were sent for this challenge")
         pixels = [_frame(svc, blob, i) for i, blob in enumerate(challenge.frames)]
-        with svc.compute:
+        with svc.compute.turn("liveness-video", len(pixels)):
             result = liveness.check(pixels, challenge=challenge.actions, fps=challenge.fps(),
                                     detector=svc.settings.detector)
         passed = bool((result.evidence.get("challenge") or {}).get("passed"))
@@ -409,11 +449,17 @@ def challenge_verdict(request: Request, who: Caller, challenge_id: str,
             frame = _best_frame(result, len(pixels))
             if frame is not None:
                 size = [int(pixels[frame].shape[1]), int(pixels[frame].shape[0])]
-                with svc.galleries.borrow() as gallery, svc.compute:
+                with svc.compute.turn("identify"), svc.galleries.borrow() as gallery:
                     found = gallery.identify(pixels[frame])[:1]
                 faces = [(f if let_in else f.withheld()).to_dict() for f in found]
+    except Overloaded:
+        refused = True  # not judged (the server was at capacity): the client may ask for the verdict again
+        raise
     finally:
-        svc.challenges.close(challenge)
+        if refused:
+            svc.challenges.release(challenge)
+        else:
+            svc.challenges.close(challenge)
     note(request, challenge=challenge.id, decision=result.decision, passed=passed, admitted=let_in,
          names=[f["name"] for f in faces if f["name"]])
     return {"id": challenge.id, "actions": challenge.actions, "passed": passed, "admitted": let_in,

@@ -58,9 +58,22 @@ class ServerSettings(BaseSettings):
     style_steps: int = Field(100, ge=1)
     #: Finished jobs are kept this long (seconds) for their results to be fetched.
     job_ttl: float = Field(3600.0, gt=0)
-    #: Gallery connections opened in parallel: requests beyond this many wait for one to be free.
-    #: (Calls into the face models take turns whatever this is: see Service.compute.)
+    #: Gallery connections opened in parallel in each process: requests beyond this many wait for one
+    #: to be free. (Calls into the face models take turns within a process: see Service.compute.)
     workers: int = Field(2, ge=1, le=64)
+    #: Server processes, each with its own models and gallery connections, over the same gallery and
+    #: state files (``visage serve --processes``). None: one per CPU core this process may use.
+    processes: int | None = Field(None, ge=1, le=64)
+    #: Longest a request may wait for its turn on the face models. A request that would wait longer
+    #: (judged from the queue ahead of it and the recent time per turn) is refused at once with 503
+    #: and ``Retry-After``, and so is one whose turn has not come after this long. 0: no bound.
+    max_wait_seconds: float = Field(1.0, ge=0)
+    #: Requests that may wait for the face models in one process at once (beyond: 503 at once).
+    max_queue: int = Field(32, ge=1)
+    #: Folder where the processes of one server share open liveness challenges and style jobs (a
+    #: small SQLite file). None: ``visage serve`` makes a private one in memory-backed /dev/shm
+    #: (else the temp folder) for the server's lifetime.
+    shared_dir: str | None = None
     #: Origins allowed to call the API from a browser. Empty: CORS off (same-origin only).
     cors_origins: list[str] = Field(default_factory=list)
     #: Torch threads (style transfer) per process.
@@ -84,6 +97,20 @@ class ServerSettings(BaseSettings):
             return None
         return Path(self.gallery).expanduser()
 
+    def process_count(self) -> int:
+        """Processes to run: :attr:`processes`, or one per CPU core this process may use.
+
+        A Milvus Lite gallery is one process's file (a second opener is refused): one process, and
+        asking for more is an error."""
+        if self.gallery is not None and self.gallery.startswith("milvus-lite:"):
+            if (self.processes or 1) > 1:
+                from ..errors import InvalidArgument
+
+                raise InvalidArgument("a Milvus Lite gallery can be opened by one process only: serve it with "
+                                      "--processes 1, or use an SQLite gallery or a Milvus server")
+            return 1
+        return self.processes or usable_cores()
+
     def state_path(self) -> Path:
         """Where API keys and the audit log live."""
         if self.state:
@@ -95,6 +122,16 @@ class ServerSettings(BaseSettings):
         """The passphrase encrypting stored encodings, from ``$VISAGE_GALLERY_KEY``
         (:func:`visage.config.gallery_key`), or None."""
         return config.gallery_key()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity, else the machine's count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def load_settings(**options) -> ServerSettings:
