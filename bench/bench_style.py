@@ -51,10 +51,9 @@ def _child(kind: str, cfg: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(cfg["threads"])
-    from visage.media.images import load_image
     from visage.style import StyleSettings, stylize
     from visage.style.features import load_feature_net
-    from visage.style.transfer import _resize_long, _to_pixels, _to_tensor, resolve_style_layers
+    from visage.style.transfer import _to_pixels, _to_tensor, resolve_style_layers
 
     net = load_feature_net(cfg["network"], cfg["device"])
     weights = resolve_style_layers(net, None)
@@ -109,10 +108,9 @@ def _objective(pixels: np.ndarray, cfg: dict) -> float:
     """J = α·J_content + β·J_style of a final image, computed one way for every implementation."""
     import torch
 
-    from visage.media.images import load_image
     from visage.style.features import extract, load_feature_net
     from visage.style.losses import content_cost, mean_gram, style_cost
-    from visage.style.transfer import _resize_long, _to_tensor, resolve_style_layers
+    from visage.style.transfer import _to_tensor, resolve_style_layers
 
     net = load_feature_net(cfg["network"])
     weights = resolve_style_layers(net, None)

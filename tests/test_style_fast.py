@@ -9,8 +9,13 @@ from PIL import Image as PILImage
 
 from visage.cli import main
 from visage.errors import VisageError
-from visage.style.fast import (FastStyleSettings, StyleModel, TransformerNet, iter_video_frames, load_style_model,
-                               train_style_model)
+from visage.style.fast import (
+    FastStyleSettings,
+    TransformerNet,
+    iter_video_frames,
+    load_style_model,
+    train_style_model,
+)
 
 NET = "vgg16-hed"
 
@@ -121,3 +126,36 @@ def test_cli_train_then_apply(tmp_path, capsys):
         assert img.size == (48, 48) and img.text["visage:network"] == "vgg16-hed"
     assert main(["style", "--model", str(tmp_path / "nope.pt"), str(images / "scene0.png"), "-o", str(out)]) == 2
     assert "no such style model" in capsys.readouterr().err
+
+
+def test_resumed_training_continues_from_the_checkpoint(tmp_path):
+    """A run stopped at step 3 and resumed to step 5 gives the network of an uninterrupted 5-step run."""
+    _scenes(tmp_path, n=3)
+    ckpt = tmp_path / "train.ckpt"
+
+    def settings(steps: int) -> FastStyleSettings:
+        return FastStyleSettings(image_size=32, batch_size=2, epochs=100, max_steps=steps, lr=5e-3, width=4,
+                                 n_residual=1, network=NET)
+
+    straight = train_style_model(_stripes(), tmp_path, settings(5), progress=False)
+    first = train_style_model(_stripes(), tmp_path, settings(3), progress=False, checkpoint=ckpt, checkpoint_every=2)
+    assert ckpt.is_file() and len(first.history) == 3
+    seen: list[int] = []
+    resumed = train_style_model(_stripes(), tmp_path, settings(5), progress=False, checkpoint=ckpt, resume=True,
+                                callback=lambda e: seen.append(e["step"]))
+    assert seen == [4, 5]  # it went on from the saved step, not from 1
+    assert [e["step"] for e in resumed.history] == [1, 2, 3, 4, 5]
+    for a, b in zip(straight.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    # Other settings than the checkpoint's are refused rather than mixed.
+    other = settings(6)
+    other.lr = 1e-3
+    with pytest.raises(VisageError, match="other settings"):
+        train_style_model(_stripes(), tmp_path, other, progress=False, checkpoint=ckpt, resume=True)
+
+
+def test_cli_resume_needs_a_checkpoint(tmp_path, capsys):
+    _scenes(tmp_path, n=2)
+    assert main(["style-train", str(tmp_path / "scene0.png"), "--images", str(tmp_path), "-o",
+                 str(tmp_path / "m.pt"), "--resume", "--quiet"]) == 2
+    assert "--resume needs --checkpoint" in capsys.readouterr().err

@@ -7,8 +7,14 @@ import torch
 from torch import nn
 
 from visage.errors import ModelError, VisageError
-from visage.nets.vgg import (VGG19_BLOCKS, VGG19_TORCHVISION_FILE, VGGFeatures, find_vgg19_weights, load_vgg16,
-                             load_vgg19, torchvision_key_map)
+from visage.nets.vgg import (
+    VGG19_BLOCKS,
+    VGG19_TORCHVISION_FILE,
+    find_vgg19_weights,
+    load_vgg16,
+    load_vgg19,
+    torchvision_key_map,
+)
 from visage.style.features import extract, load_feature_net
 
 

@@ -60,12 +60,14 @@ def test_output_moves_towards_the_style():
     assert after < 0.25 * before, (before, after)  # measured: about 0.2 after 25 steps
 
 
+@pytest.mark.slow
 def test_adam_and_noise_init_also_lower_the_loss():
     settings = StyleSettings(size=48, steps=15, optimizer="adam", init="noise", lr=0.05, network=NET)
     result = stylize(_photo(), _painting(), settings, progress=False)
     assert result.history[-1]["total"] < 0.7 * result.history[0]["total"]
 
 
+@pytest.mark.slow
 def test_preserve_color_keeps_the_content_colours():
     content, style = _photo(), _painting()
     plain = stylize(content, style, StyleSettings(size=48, steps=8, network=NET), progress=False)
@@ -90,6 +92,7 @@ def test_style_blend_weights_select_styles():
         stylize(photo, [stripes, grey], settings, style_blend=[1], progress=False)
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_levels():
     settings = StyleSettings(size=2048, steps=100)
     assert settings.level_sizes() == [512, 1024, 2048]

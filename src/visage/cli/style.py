@@ -26,14 +26,18 @@ def register(sub) -> None:
     p = sub.add_parser(
         "style", help="render a photo in the style of a painting (Gatys), or apply a trained fast-style model",
         description="visage style CONTENT STYLE [STYLE ...] -o out.png   (Gatys optimisation)\n"
-                    "visage style --model style.pt CONTENT -o out.png    (fast model; CONTENT may be a video)\n\n"
+                    "visage style --model style.pt CONTENT -o out.png    (fast model; CONTENT may be a video)\n"
+                    "visage style --model starry CONTENT -o out.jpg      (a shipped fast model, by name)\n"
+                    "visage style --list-models                          (the shipped fast models)\n\n"
                     "The output is PNG or JPEG by its suffix (.png, .jpg, .jpeg); PNG keeps the settings "
                     "as metadata. A long run on the CPU states its estimated time first.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="the content image, then one or more style images")
-    p.add_argument("-o", "--output", required=True,
-                   help="output .png, .jpg or .jpeg (or a video, with --model and a video input)")
-    p.add_argument("--model", help="a fast-style model from `visage style-train`: one forward pass, no style image")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="the content image, then one or more style images")
+    p.add_argument("-o", "--output", default=None,
+                   help="output .png, .jpg or .jpeg (or a video, with --model and a video input); required")
+    p.add_argument("--model", help="a fast-style model: a file from `visage style-train`, or the name of a shipped "
+                   "one (see --list-models); one forward pass, no style image")
+    p.add_argument("--list-models", action="store_true", help="list the shipped fast-style models and exit")
     p.add_argument("--size", type=int, default=None, help="long side of the output in pixels (default 512; "
                    "with --model the input's own size)")
     p.add_argument("--content-weight", type=float, default=1.0, help="α (default 1)")
@@ -80,10 +84,17 @@ def register(sub) -> None:
     t.add_argument("--style-layers", default=None, metavar="L:W,...",
                    help="style layers with weights λ (default relu1_2, relu2_2, relu3_3, relu4_3 weighted 1/n_C²)")
     t.add_argument("--content-layer", default=None, help="content layer (default relu2_2)")
+    t.add_argument("--style-size", type=int, default=None,
+                   help="long side the style image is resized to (default: --image-size)")
     t.add_argument("--width", type=int, default=32, help="channels of the first layer (32 in the paper)")
     t.add_argument("--network", choices=["auto", "vgg16-hed", "vgg19"], default="auto",
                    help="loss network (auto: torchvision's VGG19 if in the torch cache, else VGG16-HED)")
     t.add_argument("--seed", type=int, default=0, help="random seed (weights, crops)")
+    t.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="write the training state here every --checkpoint-every steps (and at the end)")
+    t.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="steps between checkpoints (50)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint when it exists (same settings; --max-steps/--epochs may grow)")
     t.add_argument("--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(run=run_train)
@@ -133,6 +144,12 @@ def run_style(args) -> int:
     from ..style import StyleSettings, parse_style_layers, stylize
     from ..style.fast import load_style_model
 
+    if args.list_models:
+        return _list_models()
+    if not args.images:
+        raise VisageError("give a content image (and style images, or --model); see `visage style --help`")
+    if not args.output:
+        raise VisageError("give the output file with -o/--output")
     output = Path(args.output)
     if args.model:
         if len(args.images) != 1:
@@ -180,6 +197,19 @@ def run_style(args) -> int:
     return 0
 
 
+def _list_models() -> int:
+    from ..style.fast import shipped_style_models
+
+    models = shipped_style_models()
+    if not models:
+        print("no fast-style models ship with this install")
+        return 0
+    for m in models:
+        print(f"{m.name}\tstyle image {m.style_image} ({m.licence})\t{m.path}")
+    print("use one with: visage style --model NAME photo.jpg -o out.jpg")
+    return 0
+
+
 def _say_how_long(settings, content: str) -> None:
     """Before a long CPU run, print its estimated time (stderr) and how to shorten it."""
     import sys
@@ -201,7 +231,7 @@ def run_train(args) -> int:
 
     settings = FastStyleSettings(image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
                                  max_steps=args.max_steps, lr=args.lr, width=args.width, network=args.network,
-                                 seed=args.seed, threads=args.threads)
+                                 seed=args.seed, threads=args.threads, style_size=args.style_size)
     for name in ("content_weight", "style_weight", "tv_weight", "content_layer"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
@@ -210,7 +240,10 @@ def run_train(args) -> int:
     output = Path(args.output)
     if not output.parent.is_dir():
         raise VisageError(f"{output.parent}: folder does not exist")
-    model = train_style_model(args.style, args.images, settings, progress=not args.quiet)
+    if args.resume and not args.checkpoint:
+        raise VisageError("--resume needs --checkpoint FILE")
+    model = train_style_model(args.style, args.images, settings, progress=not args.quiet,
+                              checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume)
     model.save(output)
     first, last = model.history[0]["total"], model.history[-1]["total"]
     print(f"wrote {output} ({len(model.history)} steps, loss {first:.4g} → {last:.4g}, {model.feature_network})")

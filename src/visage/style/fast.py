@@ -221,12 +221,64 @@ class StyleModel:
         return count
 
 
-def load_style_model(path: os.PathLike, device: str = "cpu") -> StyleModel:
-    """Load a model written by :meth:`StyleModel.save`; raises :class:`VisageError` when ``path`` is
-    missing or is not such a model."""
-    path = Path(path)
-    if not path.is_file():
-        raise VisageError(f"{path}: no such style model file")
+@dataclass(frozen=True)
+class ShippedStyle:
+    """A fast-style model that ships inside the package (``visage/data/styles/NAME.pt``), with its
+    model card (``NAME.json``: what it was trained on, how, the licences, measured numbers)."""
+
+    name: str
+    path: Path
+    card: dict
+
+    @property
+    def style_image(self) -> str:
+        return str(self.card.get("style_image", {}).get("name", "?"))
+
+    @property
+    def licence(self) -> str:
+        return str(self.card.get("style_image", {}).get("licence", "?"))
+
+
+def _styles_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("visage") / "data" / "styles"))
+
+
+def shipped_style_models() -> list[ShippedStyle]:
+    """The fast-style models that ship with visage, sorted by name (empty if none)."""
+    import json
+
+    folder = _styles_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    for weights in sorted(folder.glob("*.pt")):
+        card_file = weights.with_suffix(".json")
+        card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
+        found.append(ShippedStyle(name=weights.stem, path=weights, card=card))
+    return found
+
+
+def resolve_style_model(model: os.PathLike | str) -> Path:
+    """The file of ``model``: a path to a model file, or the name of a shipped style (``starry``).
+    A file that exists wins over a shipped name. Raises :class:`VisageError` if it is neither."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    shipped = {s.name: s for s in shipped_style_models()}
+    if str(model) in shipped:
+        return shipped[str(model)].path
+    names = ", ".join(shipped) or "none"
+    raise VisageError(f"{model}: no such style model file, nor a shipped style (shipped: {names}; "
+                      "`visage style --list-models` lists them)")
+
+
+def load_style_model(path: os.PathLike | str, device: str = "cpu") -> StyleModel:
+    """Load a model written by :meth:`StyleModel.save`, from its file or by the name of a shipped
+    style (see :func:`shipped_style_models`); raises :class:`VisageError` when ``path`` is neither
+    or is not such a model. Weights stored as float16 are loaded as float32."""
+    path = resolve_style_model(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 -- any unreadable file becomes a VisageError naming it
@@ -239,7 +291,7 @@ def load_style_model(path: os.PathLike, device: str = "cpu") -> StyleModel:
     settings = FastStyleSettings(**payload["settings"])
     net = TransformerNet(settings.width, settings.n_residual)
     try:
-        net.load_state_dict(payload["state_dict"])
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
     except (RuntimeError, KeyError) as exc:
         raise VisageError(f"{path}: style model weights do not fit the network ({exc})") from None
     net.to(device).eval()
@@ -263,11 +315,20 @@ def train_style_model(
     *,
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
+    checkpoint: os.PathLike | str | None = None,
+    checkpoint_every: int = 50,
+    resume: bool = False,
 ) -> StyleModel:
     """Train a :class:`TransformerNet` for ``style`` on ``images`` (a folder or a list of images).
 
     Each training image is resized and centre-cropped to ``image_size`` squares. Returns the trained
     :class:`StyleModel`; its ``history`` holds the loss terms of every step.
+
+    With ``checkpoint`` (a file path), the network, the optimiser, the step, the random states, the
+    place in the epoch and the history are written there (atomically) every ``checkpoint_every``
+    steps and at the end. With ``resume`` too, a run whose checkpoint exists continues from its
+    step; the run's settings must match the checkpoint's, except ``epochs`` and ``max_steps``
+    (so a run may be extended). A resumed run gives the same network as an uninterrupted one.
     """
     from tqdm import tqdm
 
@@ -277,7 +338,6 @@ def train_style_model(
     if not sources:
         raise VisageError("no training images given")
     style_img = load_image(style)
-    torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
 
     feature_net = load_feature_net(settings.network, settings.device)
@@ -285,10 +345,24 @@ def train_style_model(
                                    _default_fast_layers(feature_net))
     check_layers(feature_net, [settings.content_layer])
     layers = list(dict.fromkeys([*weights, settings.content_layer]))
+    # Seeded here, after the feature network, whose first (uncached) load draws random numbers.
+    torch.manual_seed(settings.seed)
     net = TransformerNet(settings.width, settings.n_residual).to(settings.device)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
 
     history: list[dict] = []
+    step, pos, elapsed = 0, 0, 0.0
+    order: list[int] = []
+    if checkpoint_every < 1:
+        raise VisageError(f"checkpoint_every must be at least 1, not {checkpoint_every}")
+    if resume and checkpoint is not None and Path(checkpoint).is_file():
+        state = _read_checkpoint(Path(checkpoint), settings, len(sources))
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.setstate(_as_rng_state(state["python_rng"]))
+        step, order, pos, elapsed = int(state["step"]), list(state["order"]), int(state["pos"]), float(state["seconds"])
+        history = list(state["history"])
     steps_per_epoch = math.ceil(len(sources) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     if settings.max_steps is not None:
@@ -302,17 +376,28 @@ def train_style_model(
             style_t = _to_tensor(_resize_long(style_img.pixels, style_size), settings.device)
             grams = {k: mean_gram(v) for k, v in extract(feature_net, style_t, list(weights)).items()}
         net.train()
-        bar = tqdm(total=total_steps, desc="style-train", unit="step", disable=not progress)
-        step = 0
-        started = time.perf_counter()
+        bar = tqdm(total=total_steps, initial=min(step, total_steps), desc="style-train", unit="step",
+                   disable=not progress)
+        started = time.perf_counter() - elapsed
+
+        def save_checkpoint() -> None:
+            if checkpoint is not None:
+                _write_checkpoint(Path(checkpoint), {
+                    "format": CHECKPOINT_FORMAT, "version": MODEL_VERSION, "settings": asdict(settings),
+                    "n_sources": len(sources), "step": step, "order": order, "pos": pos,
+                    "seconds": time.perf_counter() - started, "history": history,
+                    "net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                    "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": rng.getstate()})
+
         try:
             while step < total_steps:
-                order = list(range(len(sources)))
-                rng.shuffle(order)
-                for start in range(0, len(order), settings.batch_size):
-                    if step >= total_steps:
-                        break
-                    idx = order[start:start + settings.batch_size]
+                if pos >= len(order):  # a new epoch
+                    order = list(range(len(sources)))
+                    rng.shuffle(order)
+                    pos = 0
+                while pos < len(order) and step < total_steps:
+                    idx = order[pos:pos + settings.batch_size]
+                    pos += len(idx)
                     batch = torch.cat([_to_tensor(_training_crop(sources, i, settings.image_size, cache, cache_limit),
                                                   settings.device) for i in idx])
                     with torch.no_grad():
@@ -333,11 +418,50 @@ def train_style_model(
                     entry = {"step": step, "content": j_content.item(), "style": j_style.item(),
                              "tv": j_tv.item(), "total": loss.item(), "seconds": time.perf_counter() - started}
                     record_step(entry, history, bar, callback)
+                    if step % checkpoint_every == 0 and step < total_steps:
+                        save_checkpoint()
+            save_checkpoint()
         finally:
             bar.close()
     net.eval()
     return StyleModel(net=net, style=style_img.name, feature_network=feature_net.name, settings=settings,
                       history=history)
+
+
+CHECKPOINT_FORMAT = "visage-style-checkpoint"
+#: Settings a resumed run may change: how long it goes on.
+_RESUMABLE_CHANGES = ("epochs", "max_steps", "threads")
+
+
+def _write_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _read_checkpoint(path: Path, settings: FastStyleSettings, n_sources: int) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 -- any unreadable file becomes a VisageError naming it
+        raise VisageError(f"{path}: not a visage style-training checkpoint (cannot read it as one)") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise VisageError(f"{path}: not a visage style-training checkpoint")
+    if state.get("version") != MODEL_VERSION:
+        raise VisageError(f"{path}: checkpoint version {state.get('version')} is not supported")
+    saved, now = dict(state["settings"]), asdict(settings)
+    changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
+    if changed:
+        raise VisageError(f"{path}: the checkpoint was trained with other settings ({', '.join(changed)}); "
+                          "resume with the same settings or start a new checkpoint")
+    if state["n_sources"] != n_sources:
+        raise VisageError(f"{path}: the checkpoint was trained on {state['n_sources']} images, not {n_sources}")
+    return state
+
+
+def _as_rng_state(saved) -> tuple:
+    """``random.Random.getstate()`` after a trip through torch.save (tuples may come back as lists)."""
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
 
 
 def _default_fast_layers(net) -> dict[str, float]:
