@@ -86,8 +86,8 @@ def _child(kind: str, cfg: dict, queue) -> None:
         losses = list(losses)
     total = time.perf_counter() - started
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cfg["device"] == "cuda" else None
-    queue.put(dict(kind=kind, times=list(map(float, times)), losses=losses, pixels=pixels, seconds=total,
-                   rss_before_mb=rss_before, peak_rss_mb=_peak_rss_mb(), gpu_peak_mb=gpu_peak))
+    queue.put({"kind": kind, "times": list(map(float, times)), "losses": losses, "pixels": pixels, "seconds": total,
+                   "rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(), "gpu_peak_mb": gpu_peak})
 
 
 def _run(kind: str, cfg: dict) -> dict:
@@ -97,7 +97,7 @@ def _run(kind: str, cfg: dict) -> dict:
     proc.start()
     try:
         out = queue.get(timeout=7200)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- queue.Empty or a dead child: either way the child failed
         proc.join()
         raise SystemExit(f"{kind} failed (exit code {proc.exitcode})") from None
     proc.join()
@@ -140,9 +140,9 @@ def main() -> None:
 
     from visage.style import StyleSettings
 
-    cfg = dict(size=args.size, steps=args.steps, content=args.content, style=args.style, threads=args.threads,
-               network=args.network, device=args.device, content_weight=args.content_weight,
-               style_weight=args.style_weight if args.style_weight is not None else StyleSettings().style_weight)
+    cfg = {"size": args.size, "steps": args.steps, "content": args.content, "style": args.style, "threads": args.threads,
+               "network": args.network, "device": args.device, "content_weight": args.content_weight,
+               "style_weight": args.style_weight if args.style_weight is not None else StyleSettings().style_weight}
     kinds = ["reference", "visage"] + ([] if args.skip_frozen else ["reference-frozen"])
     load_before = os.getloadavg()
     runs = {}
@@ -152,13 +152,13 @@ def main() -> None:
     rows = {}
     for kind, r in runs.items():
         per_step = float(np.median(r["times"][1:] if len(r["times"]) > 1 else r["times"]))
-        rows[kind] = dict(time_per_step_s=per_step, final_loss=_objective(r["pixels"], cfg),
-                          loss_last_step=float(r["losses"][-1]), peak_rss_mb=r["peak_rss_mb"],
-                          rss_before_run_mb=r["rss_before_mb"], gpu_peak_mb=r["gpu_peak_mb"], seconds=r["seconds"])
+        rows[kind] = {"time_per_step_s": per_step, "final_loss": _objective(r["pixels"], cfg),
+                          "loss_last_step": float(r["losses"][-1]), "peak_rss_mb": r["peak_rss_mb"],
+                          "rss_before_run_mb": r["rss_before_mb"], "gpu_peak_mb": r["gpu_peak_mb"], "seconds": r["seconds"]}
     v, ref = rows["visage"], rows["reference"]
-    ratios = dict(speedup_per_step=ref["time_per_step_s"] / v["time_per_step_s"],
-                  final_loss_visage_over_reference=v["final_loss"] / ref["final_loss"],
-                  peak_rss_visage_over_reference=v["peak_rss_mb"] / ref["peak_rss_mb"])
+    ratios = {"speedup_per_step": ref["time_per_step_s"] / v["time_per_step_s"],
+                  "final_loss_visage_over_reference": v["final_loss"] / ref["final_loss"],
+                  "peak_rss_visage_over_reference": v["peak_rss_mb"] / ref["peak_rss_mb"]}
     if "reference-frozen" in rows:
         ratios["speedup_per_step_vs_frozen_reference"] = rows["reference-frozen"]["time_per_step_s"] / v["time_per_step_s"]
     # What a user waits for: visage's time until its loss first reaches the reference's last loss.
@@ -166,9 +166,9 @@ def main() -> None:
     if reached is not None:
         v["seconds_to_reference_final_loss"] = reached
         ratios["speedup_to_reference_final_loss"] = float(np.sum(runs["reference"]["times"])) / reached
-    report = dict(settings={k: cfg[k] for k in cfg}, machine=dict(cpus=os.cpu_count(), platform=platform.platform(),
-                  loadavg_before=load_before, loadavg_after=os.getloadavg()), results=rows, ratios=ratios,
-                  when=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    report = {"settings": {k: cfg[k] for k in cfg}, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                  "loadavg_before": load_before, "loadavg_after": os.getloadavg()}, "results": rows, "ratios": ratios,
+                  "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     out = Path(args.out) if args.out else results_dir(args.save) / "style_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

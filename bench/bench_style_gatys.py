@@ -69,7 +69,7 @@ def main() -> None:
     with open(DATA / "reference/style_gatys_notebook_losses.tsv") as f:
         rows = [line for line in f if not line.startswith("#")]
     for row in csv.DictReader(rows, delimiter="\t"):
-        published.append(dict(stage=row["stage"], iteration=int(row["iteration"]), loss=float(row["total_loss"])))
+        published.append({"stage": row["stage"], "iteration": int(row["iteration"]), "loss": float(row["total_loss"])})
 
     stages, result, curve = [("lowres_512", 512, args.steps), ("highres_800", 800, args.fine_steps)], None, []
     started = time.perf_counter()
@@ -82,7 +82,7 @@ def main() -> None:
         result = stylize(content, style, settings, init_image=result.pixels if result else None, progress=True)
         for entry in result.history:
             if entry["step"] % 50 == 0:
-                curve.append(dict(stage=stage, iteration=entry["step"], loss=4.0 * entry["total"]))
+                curve.append({"stage": stage, "iteration": entry["step"], "loss": 4.0 * entry["total"]})
     seconds = time.perf_counter() - started
 
     out = Path(args.out) if args.out else results_dir(args.save) / "style_gatys_curve.json"
@@ -91,18 +91,19 @@ def main() -> None:
     small = Image.fromarray(result.pixels)
     small.thumbnail((512, 512), Image.LANCZOS)
     small.save(out.with_suffix(".png"))
-    report = dict(settings=dict(network=result.network, device=args.device, threads=args.threads, scale=args.scale,
-                                steps=args.steps, fine_steps=args.fine_steps, style_layer_weights=weights),
-                  seconds=seconds, visage=curve, published=published,
-                  note="published: VGG19 (Caffe weights), GPU, 2017; visage: the network named in settings. "
-                       "Loss in the notebook's units (4 × visage's J).")
+    report = {"settings": {"network": result.network, "device": args.device, "threads": args.threads, "scale": args.scale,
+                                "steps": args.steps, "fine_steps": args.fine_steps, "style_layer_weights": weights},
+                  "seconds": seconds, "visage": curve, "published": published,
+                  "note": "published: VGG19 (Caffe weights), GPU, 2017; visage: the network named in settings. "
+                       "Loss in the notebook's units (4 × visage's J)."}
     out.write_text(json.dumps(report, indent=2))
     pub = {(p["stage"], p["iteration"]): p["loss"] for p in published}
     v0, p0 = curve[0]["loss"] if curve else float("nan"), published[0]["loss"]
     print(f"{'stage':<12} {'iter':>5} {'visage':>12} {'published':>12} {'visage/first':>13} {'published/first':>16}")
     for c in curve:
         ref = pub.get((c["stage"], c["iteration"]), float("nan"))
-        print(f"{c['stage']:<12} {c['iteration']:>5} {c['loss']:>12.4g} {ref:>12.4g} {c['loss'] / v0:>13.3f} {ref / p0:>16.3f}")
+        print(f"{c['stage']:<12} {c['iteration']:>5} {c['loss']:>12.4g} {ref:>12.4g} "
+              f"{c['loss'] / v0:>13.3f} {ref / p0:>16.3f}")
     _plot(curve, published, out.with_name(out.stem + "_plot.png"))
     print(f"wrote {out} ({seconds:.0f} s)")
 
@@ -115,7 +116,8 @@ def _plot(curve, published, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
     for data, label, style in ((curve, "visage (VGG16-HED)", "o-"), (published, "Gatys notebook (VGG19)", "s--")):
-        offset = {"lowres_512": 0, "highres_800": max((d["iteration"] for d in data if d["stage"] == "lowres_512"), default=0)}
+        low_end = max((d["iteration"] for d in data if d["stage"] == "lowres_512"), default=0)
+        offset = {"lowres_512": 0, "highres_800": low_end}
         xs = [offset[d["stage"]] + d["iteration"] for d in data]
         first = data[0]["loss"]  # the networks differ, so compare shapes: loss / loss at evaluation 50
         ax.plot(xs, [d["loss"] / first for d in data], style, label=label, markersize=3)

@@ -11,6 +11,7 @@ bench/results/local/.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -50,14 +51,14 @@ def _child(kind: str, cfg: dict, queue) -> None:
         result = stylize(cfg["content"], cfg["style"], settings, progress=True,
                          callback=lambda e: stamps.append((e["size"], time.perf_counter())))
         per_level: dict[int, list[float]] = {}
-        for (_, t0), (size, t1) in zip(stamps, stamps[1:]):
+        for (_, t0), (size, t1) in itertools.pairwise(stamps):
             per_level.setdefault(size, []).append(t1 - t0)
         from PIL import Image
         preview = Image.fromarray(result.pixels)
         preview.thumbnail((384, 384), Image.LANCZOS)
         preview.save(cfg["preview"])
-        out = dict(levels={str(k): dict(steps=len(v), median_step_s=float(np.median(v))) for k, v in per_level.items()},
-                   output_shape=list(result.pixels.shape), final_loss=result.final_loss)
+        levels = {str(k): {"steps": len(v), "median_step_s": float(np.median(v))} for k, v in per_level.items()}
+        out = {"levels": levels, "output_shape": list(result.pixels.shape), "final_loss": result.final_loss}
     else:
         from gatys_reference import run_reference
 
@@ -68,7 +69,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
         content, style = _to_tensor(content_px), _to_tensor(_resize_exact(load_image(cfg["style"]).pixels, w, h))
         _, times, _ = run_reference(net, content, style, steps=1, content_layer="relu4_2", style_weights=weights,
                                     freeze_weights=True)
-        out = dict(levels={str(cfg["size"]): dict(steps=1, median_step_s=float(times[0]))})
+        out = {"levels": {str(cfg["size"]): {"steps": 1, "median_step_s": float(times[0])}}}
     out.update(kind=kind, rss_before_run_mb=before, peak_rss_mb=_peak_mb())
     queue.put(out)
 
@@ -88,8 +89,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out) if args.out else results_dir(args.save) / "style_highres.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cfg = dict(size=args.size, steps=args.steps, fine_steps=args.fine_steps, threads=args.threads,
-               network=args.network, content=args.content, style=args.style, preview=str(out.with_suffix(".png")))
+    cfg = {"size": args.size, "steps": args.steps, "fine_steps": args.fine_steps, "threads": args.threads,
+           "network": args.network, "content": args.content, "style": args.style,
+           "preview": str(out.with_suffix(".png"))}
     ctx = mp.get_context("spawn")
     runs = {}
     for kind in ["visage"] + ([] if args.skip_reference else ["reference"]):
@@ -99,12 +101,12 @@ def main() -> None:
         proc.start()
         try:
             runs[kind] = queue.get(timeout=3600)
-        except Exception:
-            runs[kind] = dict(kind=kind, failed=f"no result (exit code {proc.exitcode}; out of memory?)")
+        except Exception:  # noqa: BLE001 -- queue.Empty or a dead child: the run is recorded as failed
+            runs[kind] = {"kind": kind, "failed": f"no result (exit code {proc.exitcode}; out of memory?)"}
         proc.join()
         print(json.dumps(runs[kind], indent=1))
-    report = dict(settings={k: v for k, v in cfg.items() if k != "preview"}, cpus=os.cpu_count(), runs=runs,
-                  when=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    report = {"settings": {k: v for k, v in cfg.items() if k != "preview"}, "cpus": os.cpu_count(), "runs": runs,
+                  "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     if "reference" in runs and "peak_rss_mb" in runs["reference"]:
         report["peak_rss_visage_over_reference"] = runs["visage"]["peak_rss_mb"] / runs["reference"]["peak_rss_mb"]
     out.write_text(json.dumps(report, indent=2))

@@ -52,15 +52,15 @@ def main() -> None:
                                      device=args.device, threads=args.threads)
             result = stylize(args.content, style, settings, progress=False)
             last = result.history[-1]
-            rows.append(dict(style=Path(style).name, beta=beta, content=last["content"], style_term=last["style"],
-                             total=last["total"], style_distance=style_distance(result.pixels, style, size=args.size,
-                                                                                network=args.network, device=args.device)))
+            rows.append({"style": Path(style).name, "beta": beta, "content": last["content"], "style_term": last["style"],
+                             "total": last["total"], "style_distance": style_distance(result.pixels, style, size=args.size,
+                                                                                network=args.network, device=args.device)})
             print(json.dumps(rows[-1]), flush=True)
             tiles.append(result.pixels)
         sheet_rows.append(tiles)
     out = Path(args.out) if args.out else results_dir(args.save) / "style_weights.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(settings=vars(args), rows=rows), indent=2))
+    out.write_text(json.dumps({"settings": vars(args), "rows": rows}, indent=2))
     height = 128
     scaled = [[Image.fromarray(t).resize((round(t.shape[1] * height / t.shape[0]), height), Image.LANCZOS) for t in row]
               for row in sheet_rows]

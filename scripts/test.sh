@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_browser.sh
-.venv/bin/ruff check src
+.venv/bin/ruff check src tests bench scripts examples
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
 bash scripts/wheel_check.sh

@@ -60,7 +60,8 @@ def test_vgg19_from_torchvision_layout_matches_that_network(torch_cache):
     net = load_vgg19(check_hash=False)
     assert net.name == "vgg19-imagenet"
     x = torch.rand(1, 3, 40, 56)
-    normalised = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    normalised = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     with torch.no_grad():
         expected_relu3_1 = features[:12](normalised)   # up to and including relu3_1
         expected_relu5_4 = features[:36](normalised)   # the last ReLU

@@ -104,8 +104,8 @@ def test_coarse_to_fine_levels():
 
 
 def test_settings_are_validated():
-    for bad in (dict(size=0), dict(size=100_000), dict(size=-5), dict(init="zeros"), dict(optimizer="sgd"),
-                dict(steps=0), dict(style_weight=-1.0), dict(style_layers={"relu1_1": -1.0})):
+    for bad in ({"size": 0}, {"size": 100_000}, {"size": -5}, {"init": "zeros"}, {"optimizer": "sgd"},
+                {"steps": 0}, {"style_weight": -1.0}, {"style_layers": {"relu1_1": -1.0}}):
         with pytest.raises(VisageError):
             StyleSettings(**bad).validate()
     with pytest.raises(VisageError, match="no layer"):
