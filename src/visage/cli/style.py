@@ -86,7 +86,10 @@ def register(sub) -> None:
     t.add_argument("--content-layer", default=None, help="content layer (default relu2_2)")
     t.add_argument("--style-size", type=int, default=None,
                    help="long side the style image is resized to (default: --image-size)")
-    t.add_argument("--width", type=int, default=32, help="channels of the first layer (32 in the paper)")
+    t.add_argument("--width", type=int, default=None,
+                   help="channels of the first layer (default 32 as in the paper, or --init-model's)")
+    t.add_argument("--init-model", default=None, metavar="MODEL",
+                   help="fine-tune: start from this model (a file or a shipped style's name), not random weights")
     t.add_argument("--network", choices=["auto", "vgg16-hed", "vgg19"], default="auto",
                    help="loss network (auto: torchvision's VGG19 if in the torch cache, else VGG16-HED)")
     t.add_argument("--seed", type=int, default=0, help="random seed (weights, crops)")
@@ -226,12 +229,16 @@ def _say_how_long(settings, content: str) -> None:
 
 
 def run_train(args) -> int:
-    from ..style.fast import FastStyleSettings, train_style_model
+    from ..style.fast import FastStyleSettings, load_style_model, train_style_model
     from ..style.transfer import parse_style_layers
 
+    width = args.width
+    if width is None:
+        width = load_style_model(args.init_model).settings.width if args.init_model else 32
     settings = FastStyleSettings(image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
-                                 max_steps=args.max_steps, lr=args.lr, width=args.width, network=args.network,
-                                 seed=args.seed, threads=args.threads, style_size=args.style_size)
+                                 max_steps=args.max_steps, lr=args.lr, width=width, network=args.network,
+                                 seed=args.seed, threads=args.threads, style_size=args.style_size,
+                                 init_model=args.init_model)
     for name in ("content_weight", "style_weight", "tv_weight", "content_layer"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))

@@ -125,6 +125,9 @@ class FastStyleSettings:
     style_size: int | None = None
     width: int = 32
     n_residual: int = 5
+    #: Start from this model's weights (a model file or a shipped style's name) instead of random
+    #: ones: fine-tuning. Its width and n_residual must be these.
+    init_model: str | None = None
     network: str = "auto"
     seed: int = 0
     threads: int | None = None
@@ -348,6 +351,8 @@ def train_style_model(
     # Seeded here, after the feature network, whose first (uncached) load draws random numbers.
     torch.manual_seed(settings.seed)
     net = TransformerNet(settings.width, settings.n_residual).to(settings.device)
+    if settings.init_model is not None:
+        net.load_state_dict(_init_weights(settings))
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
 
     history: list[dict] = []
@@ -456,6 +461,16 @@ def _read_checkpoint(path: Path, settings: FastStyleSettings, n_sources: int) ->
     if state["n_sources"] != n_sources:
         raise VisageError(f"{path}: the checkpoint was trained on {state['n_sources']} images, not {n_sources}")
     return state
+
+
+def _init_weights(settings: FastStyleSettings) -> dict:
+    """The state dict of ``settings.init_model``, checked to fit the network the settings describe."""
+    start = load_style_model(str(settings.init_model))
+    if (start.settings.width, start.settings.n_residual) != (settings.width, settings.n_residual):
+        raise VisageError(f"{settings.init_model}: its network has width {start.settings.width} and "
+                          f"{start.settings.n_residual} residual blocks, not {settings.width} and "
+                          f"{settings.n_residual}; train with the same --width")
+    return start.net.state_dict()
 
 
 def _as_rng_state(saved) -> tuple:
