@@ -356,6 +356,9 @@ def in_process(gallery_path: Path, pool: list[tuple[str, bytes]], n: int) -> dic
             t = time.perf_counter()
             g.identify(probe, audit=False)
             visage_times.append(time.perf_counter() - t)
+    # face_recognition compares against its own 128-d encodings, as many as the gallery holds.
+    own = [e for _, photo in pool for e in fr.face_encodings(fr.load_image_file(io.BytesIO(photo)))[:1]]
+    known = [own[i % len(own)] for i in range(len(known))]
     fr_times = []
     for probe in probes:
         t = time.perf_counter()
@@ -393,6 +396,14 @@ def main() -> int:
     if args.out is None:
         args.out = results_dir(args.save) / "server_load.json"
     cores = usable_cores()
+    if args.baseline:  # the peer, checked before minutes of load rather than after
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import face_recognition  # noqa: F401
+        except (ImportError, SystemExit):
+            parser.error('the in-process comparison needs face_recognition: pip install --no-deps '
+                         'face_recognition==1.3.0 face_recognition_models "setuptools<81" (or --baseline 0)')
 
     pool = photos(args.data, args.side)
     plan = make_plan(args.requests, args.enrol, len(pool), args.seed)

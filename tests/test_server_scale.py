@@ -319,7 +319,8 @@ def test_a_job_whose_process_died_is_reported_failed(tmp_path):
     one, two = JobQueue(path=path), JobQueue(path=path)
     gate = threading.Event()
     job = one.submit("style", "me", lambda j: (gate.wait(30), (b"", ""))[1])
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     with one._db_lock:  # as if the process that runs it had died
         one._db.execute("UPDATE jobs SET pid = ? WHERE id = ?", (int(gone.stdout), job.id))
     seen = two.get(job.id)

@@ -154,7 +154,8 @@ def key_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 class RequireKey:
-    """ASGI middleware: a ``/v1/`` request needs a valid API key, checked before its body is read.
+    """ASGI middleware: a ``/v1/`` or ``/metrics`` request needs a valid API key, checked before its
+    body is read.
 
     Routes parse uploads before their dependencies run, so checking the key in a dependency would
     let anyone make the server read and parse a whole upload for a 401. Here the key is checked
@@ -169,7 +170,7 @@ class RequireKey:
         self.app, self.keys, self.limiter, self.per_minute = app, keys, limiter, per_minute
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not (scope["path"].startswith("/v1/") or scope["path"] == "/metrics"):
             return await self.app(scope, receive, send)
         state = scope.setdefault("state", {})
         key = key_from_headers(scope.get("headers") or [])

@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -31,9 +31,12 @@ router = APIRouter()
 _bearer = HTTPBearer(auto_error=False, description="an API key made by `visage serve --create-key`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, in a header of its own")
 
-ERRORS = {400: {"model": schemas.Error}, 401: {"model": schemas.Error}, 413: {"model": schemas.Error},
-          422: {"model": schemas.Error}, 429: {"model": schemas.Error}, 503: {"model": schemas.Error}}
-ADMIN_ERRORS = {**ERRORS, 403: {"model": schemas.Error}}
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The error answers each route may give, for the OpenAPI schema.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.Error}, 401: {"model": schemas.Error}, 413: {"model": schemas.Error},
+    422: {"model": schemas.Error}, 429: {"model": schemas.Error}, 503: {"model": schemas.Error}}
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {**ERRORS, 403: {"model": schemas.Error}}
 
 
 def service(request: Request) -> Service:
@@ -102,6 +105,24 @@ def note(request: Request, **summary) -> None:
 def health():
     """Liveness of the server itself (no key needed)."""
     return {"status": "ok", "version": __version__}
+
+
+@router.get("/healthz", response_model=schemas.Healthz, tags=["server"])
+def healthz():
+    """For load balancers and orchestrators: 200 while this process serves. No key, and no details
+    (no version, no paths), so it tells an outsider nothing."""
+    return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=Response, responses={**ADMIN_ERRORS, 200: {"content": {METRICS_TYPE: {}}}},
+            tags=["server"])
+def metrics(request: Request, who: Admin):
+    """Prometheus text format (admin key): requests by route, method and status, latency
+    histograms by route, the face models' queue depth, busy flag and 503 refusals, summed over the
+    server's processes."""
+    from .metrics import render
+
+    return Response(render(service(request).metrics.collect()), media_type=METRICS_TYPE)
 
 
 @router.get("/v1/key", response_model=schemas.KeyIdentity, responses=ERRORS, tags=["server"])
@@ -505,9 +526,10 @@ def style(request: Request, who: Caller, content: Annotated[UploadFile, File(des
         raise VisageError(f"size {size} is over this server's limit of {svc.settings.max_style_size} px")
     content_img = read_image(svc, content, "content")
     style_img = read_image(svc, style_image, "style")
-    weights = {} if style_weight is None else {"style_weight": style_weight}
     settings = StyleSettings(size=size, steps=steps or svc.settings.style_steps, preserve_color=preserve_color,
-                             coarse_size=min(size, 256), threads=svc.settings.threads, **weights)
+                             coarse_size=min(size, 256), threads=svc.settings.threads)
+    if style_weight is not None:
+        settings.style_weight = style_weight
     settings.validate()
     job = svc.jobs.submit("style", who.key_id, lambda job: _run_style(job, content_img, style_img, settings))
     note(request, job=job.id, size=size, steps=settings.steps)

@@ -198,6 +198,10 @@ class Health(BaseModel):
     version: str
 
 
+class Healthz(BaseModel):
+    status: Literal["ok"]
+
+
 class AuditEntry(BaseModel):
     id: int
     time: float

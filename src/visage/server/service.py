@@ -19,6 +19,7 @@ from .challenges import ChallengeStore
 from .galleries import Busy, GalleryPool
 from .jobs import JobQueue
 from .limits import RateLimiter
+from .metrics import Metrics
 from .settings import ServerSettings
 from .shared import MEMORY
 
@@ -73,6 +74,13 @@ class ComputeSlot:
             return (f"face models: {self.turns} turns, busy {self.busy_seconds:.1f} s of {span:.1f} s "
                     f"({100 * self.busy_seconds / span:.0f}%), {self.refused} requests refused (503) as over the "
                     f"{self.max_wait:g} s wait bound")
+
+    def gauges(self) -> dict[str, float]:
+        """The slot now, for ``/metrics``: callers waiting, whether the models run, totals since start."""
+        with self._state:
+            return {"visage_queue_depth": len(self._queued), "visage_models_busy": float(self._holder is not None),
+                    "visage_refused_total": self.refused, "visage_model_turns_total": self.turns,
+                    "visage_model_busy_seconds_total": self.busy_seconds}
 
     def expected(self, kind: str, units: int = 1) -> float:
         """Seconds a turn of ``units`` of ``kind`` is expected to take."""
@@ -235,6 +243,8 @@ class Service:
     limiter: RateLimiter
     #: Held for every call into the face models (one caller at a time, a bounded wait: see ComputeSlot).
     compute: ComputeSlot
+    #: Request counts and latencies for ``/metrics``, shared by the server's processes.
+    metrics: Metrics
 
     def close(self) -> None:
         """Stop jobs, wait for gallery writes in flight, close the files."""
@@ -246,6 +256,7 @@ class Service:
             log.warning("some gallery requests were still running at shutdown")
         self.keys.close()
         self.audit.close()
+        self.metrics.close()
 
 
 def build_service(settings: ServerSettings) -> Service:
@@ -271,6 +282,7 @@ def build_service(settings: ServerSettings) -> Service:
         raise
     # Several processes of one server share challenges and jobs through files in shared_dir (see .shared).
     shared = Path(settings.shared_dir).expanduser() if settings.shared_dir else None
+    compute = ComputeSlot(settings.max_wait_seconds, settings.max_queue)
     return Service(
         settings=settings, keys=keys, audit=audit, galleries=galleries,
         jobs=JobQueue(settings.max_queued_jobs, settings.job_ttl, path=shared / "jobs.db" if shared else MEMORY),
@@ -280,5 +292,6 @@ def build_service(settings: ServerSettings) -> Service:
                                   max_total_bytes=settings.max_challenge_bytes_total,
                                   path=shared / "challenges.db" if shared else MEMORY),
         limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
-        compute=ComputeSlot(settings.max_wait_seconds, settings.max_queue),
+        compute=compute,
+        metrics=Metrics(shared / "metrics.db" if shared else MEMORY, gauges=compute.gauges),
     )
