@@ -422,6 +422,10 @@ def test_two_processes_serve_one_gallery_challenges_and_jobs(tmp_path, photos):
             gone = httpx.post(url + "/v1/identify", headers=user, timeout=120,
                               files={"image": ("p.jpg", photos["obama2"], "image/jpeg")})
             assert gone.status_code == 200 and gone.json()["faces"][0]["name"] is None
+        time.sleep(2.5)  # each process shares its counts a second after its last request
+        page = httpx.get(url + "/metrics", headers=admin, timeout=60).text
+        assert 'visage_requests_total{route="/v1/identify",method="POST",status="200"} 10' in page, page
+        assert "visage_processes 2" in page, page
     finally:
         code = stop(server)
     log = (tmp_path / f"serve-{port}.log").read_text()

@@ -2,8 +2,9 @@
 
 Each process counts its own requests (:class:`Metrics`). With several processes
 (``visage serve --processes N``) a scrape reaches one of them, so each writes a snapshot of its
-counters into the shared state folder (:mod:`.shared`) at most once a second, and the scrape
-sums the snapshots of the processes that are alive; a counter is then at most a second old.
+counters into the shared state folder (:mod:`.shared`) once a second while it has news, and the
+scrape sums the snapshots of the processes that are alive; a counter is then at most about a
+second old.
 """
 
 from __future__ import annotations
@@ -34,22 +35,29 @@ class Metrics:
         self._requests: dict[tuple[str, str, str], int] = {}
         self._latency: dict[str, list[float]] = {}  # route -> bucket counts (+Inf last), then sum
         self._gauges = gauges or dict
-        self._flush_every, self._flushed = flush_every, 0.0
+        self._flush_every = flush_every
         self._shared = str(path) != MEMORY
         self._db = connect(path, _SCHEMA) if self._shared else None
         self._db_lock = threading.Lock()
+        self._dirty, self._stop = self._shared, threading.Event()
+        if self._shared:  # counted from the start, and fresh a second after the last request
+            self.flush()
+            threading.Thread(target=self._flush_while_open, name="visage-metrics", daemon=True).start()
+
+    def _flush_while_open(self) -> None:
+        while not self._stop.wait(self._flush_every):
+            if self._dirty:
+                self.flush()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered request; shares the counts with the other processes when due."""
+        """Count one answered request (in memory; the flusher thread shares it)."""
         with self._lock:
             key = (route, method, str(status))
             self._requests[key] = self._requests.get(key, 0) + 1
             row = self._latency.setdefault(route, [0.0] * (len(BUCKETS) + 2))
             row[next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))] += 1
             row[-1] += seconds
-            due = self._shared and time.monotonic() - self._flushed >= self._flush_every
-        if due:
-            self.flush()
+            self._dirty = self._shared
 
     def snapshot(self) -> dict:
         """This process's counters and gauges now, as plain JSON-ready values."""
@@ -62,7 +70,7 @@ class Metrics:
         """Write this process's snapshot for the others' scrapes (a failure only delays it)."""
         if self._db is None:
             return
-        self._flushed = time.monotonic()
+        self._dirty = False
         try:
             with transaction(self._db, self._db_lock) as db:
                 db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?)",
@@ -84,6 +92,7 @@ class Metrics:
         return total
 
     def close(self) -> None:
+        self._stop.set()
         if self._db is not None:
             with self._db_lock:
                 self._db.execute("DELETE FROM metrics WHERE pid = ?", (os.getpid(),))
