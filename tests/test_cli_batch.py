@@ -93,6 +93,7 @@ def test_encode_jsonl_over_a_folder(folder, capsys):
     assert code == 0 and len(rows) == 2 and len(rows[0]["encoding"].split()) == 128
 
 
+@pytest.mark.slow
 def test_json_on_one_file_is_the_single_photo_object(folder, capsys):
     code, out, err = run(capsys, "detect", str(folder / "c_group.jpg"), "--json")
     result = json.loads(out)

@@ -105,6 +105,7 @@ def test_liveness_eval_writes_a_plot_only_when_asked(spoof_folder, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["det.png"]
 
 
+@pytest.mark.slow
 def test_cluster_writes_to_the_current_folder_by_default_not_into_the_photos(astronaut_png, tmp_path,
                                                                             monkeypatch, capsys):
     photos = tmp_path / "photos"
@@ -263,6 +264,7 @@ def test_models_prints_a_header_and_exits_0_when_present(capsys):
     assert len(lines) == len(models.MODELS) + 1
 
 
+@pytest.mark.slow
 def test_train_says_when_it_did_not_beat_its_start(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for person in range(8):

@@ -127,6 +127,7 @@ def test_every_module_the_package_imports_comes_from_a_core_dependency_or_an_ext
     assert not outside, f"imported, but no core requirement provides it (pyproject.toml) nor an extra (extras.py): {outside}"
 
 
+@pytest.mark.slow
 def test_style_and_train_need_only_the_core():
     """Why there is no visage[style] nor visage[train]: they import nothing an extra installs."""
     paths = [*(PACKAGE / "style").rglob("*.py"), *(PACKAGE / "train").rglob("*.py"),

@@ -54,6 +54,7 @@ def test_default_scale_finds_the_same_face(obama):
     assert faces[0].landmarks5.shape == (5, 2) and faces[0].landmarks68.shape == (68, 2)
 
 
+@pytest.mark.slow
 def test_large_photo_is_detected_on_a_scaled_copy_with_full_resolution_landmarks(obama):
     big = np.asarray(PILImage.fromarray(obama.pixels).resize((910 * 4, 1137 * 4), PILImage.BILINEAR))
     assert big.shape[0] * big.shape[1] > 14_000_000

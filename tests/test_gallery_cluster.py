@@ -23,6 +23,7 @@ def test_cluster_encodings_groups_by_distance():
     assert cluster_encodings(points[:1], 0.5) == [[0]] and cluster_encodings(points[:0], 0.5) == []
 
 
+@pytest.mark.slow
 def test_cluster_report_and_enrol_named_clusters(shared_data, tmp_path, capsys):
     photos = tmp_path / "holiday"
     (photos / "day2").mkdir(parents=True)

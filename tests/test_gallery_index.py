@@ -64,6 +64,7 @@ def test_finds_the_exact_nearest_face_of_new_faces_like_exact_search(built):
     assert [g for g, _ in same] == pytest.approx([w for _, w in same], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_planted_near_duplicates_come_first_with_their_exact_distance(built):
     vectors, exact, approx = built
     planted = np.random.default_rng(3).choice(len(vectors), 100, replace=False)
@@ -114,6 +115,7 @@ def test_follows_removals_and_additions_and_purges_removed_faces(tmp_path):
     assert all(pid >= 6_500 for hits in approx.search(probes, 5) for pid, _ in hits)
 
 
+@pytest.mark.slow
 def test_a_face_added_after_a_few_removals_is_found(tmp_path):
     # FAISS's own removal from fast-scan lists breaks the codes added after it; the index hides removed faces instead.
     rng = np.random.default_rng(13)
@@ -127,6 +129,7 @@ def test_a_face_added_after_a_few_removals_is_found(tmp_path):
     assert all(pid not in range(0, 600, 6) for hits in approx.search(vectors[:600], 3) for pid, _ in hits)
 
 
+@pytest.mark.slow
 def test_saved_index_maps_its_rows_and_takes_later_changes(tmp_path):
     rng = np.random.default_rng(12)
     vectors = correlated(6_000, rng)

@@ -416,6 +416,7 @@ def test_challenge_flow(server, photos, passive_model):
 
 # -- style transfer jobs ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_style_job(server, photos, shared_data):
     client = server["client"]
     style = jpeg(shared_data / "style" / "style" / "starry_night.jpg", 96)

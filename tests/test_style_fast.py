@@ -46,6 +46,7 @@ def trained(tmp_path_factory):
     return train_style_model(_stripes(), folder, settings, progress=False), folder
 
 
+@pytest.mark.slow
 def test_training_loss_falls(trained):
     model, _ = trained
     totals = [e["total"] for e in model.history]
@@ -128,6 +129,7 @@ def test_cli_train_then_apply(tmp_path, capsys):
     assert "no such style model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resumed_training_continues_from_the_checkpoint(tmp_path):
     """A run stopped at step 3 and resumed to step 5 gives the network of an uninterrupted 5-step run."""
     _scenes(tmp_path, n=3)

@@ -44,6 +44,7 @@ def photo_and_style(shared_data):
     return shared_data / "faces/facerec__obama/obama.jpg", shared_data / "style/style/starry_night.jpg"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_starry_moves_a_held_out_photo_toward_the_style(photo_and_style):
     photo, style = photo_and_style

@@ -43,6 +43,7 @@ def test_content_cost_of_content_with_itself_is_zero():
     assert content_cost(a, a.clone()).item() == 0.0
 
 
+@pytest.mark.slow
 def test_short_lbfgs_run_lowers_the_loss():
     result = stylize(_photo(), _painting(), StyleSettings(size=64, steps=12, network=NET), progress=False)
     totals = [e["total"] for e in result.history]

@@ -45,6 +45,7 @@ def test_conv1d_learns_waveform_identities_held_out():
     assert best["auc"] > 0.88
 
 
+@pytest.mark.slow
 def test_conv3d_learns_motion_identities_held_out():
     result = _train(ConvEncoder(3, 1, 32, width=8), make_clips(20, 8, seed=0), make_clips(10, 8, seed=1), epochs=5)
     start, best = result.history[0].validation, result.best_validation

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import sqlite3
 import time
 import unicodedata
@@ -292,6 +293,9 @@ def _create_atomically(path: Path) -> None:
     try:
         db = sqlite3.connect(tmp, isolation_level=None)
         try:
+            # WAL is recorded in the file, so the processes that open it never have to switch modes
+            # (a switch needs the whole file to itself, and fails at once when another process reads).
+            db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN IMMEDIATE")
             _initialise(db)
             db.execute("COMMIT")
@@ -303,6 +307,15 @@ def _create_atomically(path: Path) -> None:
             pass  # another process made it first
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: How long opening a gallery goes on trying while another process holds it locked.
+_OPEN_RETRY_SECONDS = 30.0
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
 
 
 #: Owner-only permissions: a gallery holds face templates, which are personal data.
@@ -382,17 +395,29 @@ class SQLiteStore:
                 if is_storage_full(exc):
                     raise storage_full(self.location, exc) from exc
                 raise
-        try:
-            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+        deadline = time.monotonic() + _OPEN_RETRY_SECONDS
+        while True:
             try:
-                self._check_or_create(exists)
-            except (GalleryError, StorageFull):
-                self._db.close()
-                raise
-        except sqlite3.DatabaseError as exc:
-            if is_storage_full(exc):
-                raise storage_full(self.location, exc) from exc
-            raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
+                self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+                try:
+                    self._check_or_create(exists)
+                except BaseException:
+                    self._db.close()
+                    raise
+                break
+            except sqlite3.OperationalError as exc:
+                # SQLite answers "locked" without waiting in a few cases (another process recovering
+                # the WAL, or setting the file up): wait a moment and open again.
+                if _is_locked(exc) and time.monotonic() < deadline:
+                    time.sleep(0.05 + random.random() * 0.1)
+                    continue
+                if is_storage_full(exc):
+                    raise storage_full(self.location, exc) from exc
+                raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
+            except sqlite3.DatabaseError as exc:
+                if is_storage_full(exc):
+                    raise storage_full(self.location, exc) from exc
+                raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
         _tighten(self.path)  # only once it is known to be a gallery: another program's file is left alone
 
     # -- opening -------------------------------------------------------------------------------
