@@ -161,3 +161,37 @@ def test_cli_resume_needs_a_checkpoint(tmp_path, capsys):
     assert main(["style-train", str(tmp_path / "scene0.png"), "--images", str(tmp_path), "-o",
                  str(tmp_path / "m.pt"), "--resume", "--quiet"]) == 2
     assert "--resume needs --checkpoint" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_from_the_given_model(trained, tmp_path):
+    """--init-model: step 1 starts at the given network's weights; another width is refused."""
+    model, folder = trained
+    start = model.save(tmp_path / "start.pt")
+    settings = FastStyleSettings(image_size=32, batch_size=2, epochs=100, max_steps=1, lr=1e-12, width=8,
+                                 n_residual=2, network=NET, style_weight=10.0, init_model=str(start))
+    tuned = train_style_model(_stripes(), folder, settings, progress=False)
+    for a, b in zip(model.net.state_dict().values(), tuned.net.state_dict().values()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)  # an lr of 1e-12 moves nothing: these are the loaded weights
+    # The trained start's loss is already far below a fresh network's on the same first batch.
+    settings.init_model = None
+    fresh = train_style_model(_stripes(), folder, settings, progress=False)
+    assert tuned.history[0]["total"] < 0.8 * fresh.history[0]["total"], (tuned.history, fresh.history)
+    settings.init_model, settings.width = str(start), 16
+    with pytest.raises(VisageError, match="width 8 and 2 residual blocks, not 16 and 2"):
+        train_style_model(_stripes(), folder, settings, progress=False)
+
+
+@pytest.mark.slow
+def test_cli_fine_tunes_a_shipped_style_at_its_width(tmp_path, capsys):
+    _scenes(tmp_path, n=2)
+    out = tmp_path / "tuned.pt"
+    assert main(["style-train", str(tmp_path / "scene0.png"), "--images", str(tmp_path), "-o", str(out),
+                 "--init-model", "starry", "--image-size", "32", "--batch-size", "1", "--max-steps", "1",
+                 "--lr", "1e-12", "--quiet"]) == 0
+    tuned, shipped = load_style_model(out), load_style_model("starry")
+    assert tuned.settings.width == shipped.settings.width == 16
+    for a, b in zip(shipped.net.state_dict().values(), tuned.net.state_dict().values()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)
+    assert main(["style-train", str(tmp_path / "scene0.png"), "--images", str(tmp_path), "-o", str(out),
+                 "--init-model", "starry", "--width", "8", "--max-steps", "1", "--quiet"]) == 2
+    assert "width 16" in capsys.readouterr().err
