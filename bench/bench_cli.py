@@ -16,16 +16,14 @@ import argparse
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _results import ROOT, add_save_flag, results_dir
+from _results import DEV_DATA, ROOT, add_save_flag, results_dir
 
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 BIN = Path(sys.executable).parent
 
 
@@ -92,11 +90,11 @@ def main() -> None:
     add_save_flag(parser)
     args = parser.parse_args()
     out_file = results_dir(args.save) / "cli.json"
-    if not (DATA / "faces").is_dir():
-        raise SystemExit(f"dev set not found at {DATA}")
+    if not (DEV_DATA / "faces").is_dir():
+        raise SystemExit(f"dev set not found at {DEV_DATA}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        known, people, unknown, truth = split_dev_set(DATA / "faces", tmp)
+        known, people, unknown, truth = split_dev_set(DEV_DATA / "faces", tmp)
         known_people = len(list(known.iterdir()))
         gallery = str(tmp / "gallery.db")
         encoder = ["--encoder", args.encoder] if args.encoder else []

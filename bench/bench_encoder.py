@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from _results import add_save_flag, results_dir
+from _results import DEV_DATA, add_save_flag, results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_FACES = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data")) / "faces"
+DEV_FACES = DEV_DATA / "faces"
 
 
 def collect_chips(count: int) -> tuple[np.ndarray, str]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from dataclasses import asdict
@@ -37,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 import visage
-from _results import add_save_flag, results_dir  # bench/_results.py
+from _results import DEV_DATA, add_save_flag, results_dir  # bench/_results.py
 from visage.encoders import get_encoder
 from visage.encoders.facenet import facenet_chips
 from visage.evaluation.pairs import load_pairs, pair_distances
@@ -46,7 +45,7 @@ from visage.media.images import load_image
 from visage.models import model_path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
+DEFAULT_DATA = DEV_DATA
 #: pipeline → (detector, encoder, FaceNet alignment or None)
 PIPELINES = {
     "facenet": ("mtcnn", "facenet", "box"),

@@ -32,10 +32,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: fairer on a busy machine
 
-from _results import add_save_flag, results_dir
+from _results import DEV_DATA, add_save_flag, results_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
+DEV = DEV_DATA
 LAYERS = ["conv1_2", "conv3_3", "conv5_3"]
 
 

@@ -17,7 +17,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -27,13 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
-from _results import add_save_flag, results_dir  # noqa: E402
-
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from _results import DEV_DATA, add_save_flag, peak_rss_mb, results_dir  # noqa: E402
 
 
 def _inputs(cfg: dict):
@@ -60,7 +53,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
     content, style = _inputs(cfg)
     if cfg["device"] == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
     started = time.perf_counter()
     if kind == "visage":
         settings = StyleSettings(size=cfg["size"], steps=cfg["steps"], coarse_size=cfg["size"], network=cfg["network"],
@@ -87,7 +80,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
     total = time.perf_counter() - started
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cfg["device"] == "cuda" else None
     queue.put({"kind": kind, "times": list(map(float, times)), "losses": losses, "pixels": pixels, "seconds": total,
-                   "rss_before_mb": rss_before, "peak_rss_mb": _peak_rss_mb(), "gpu_peak_mb": gpu_peak})
+                   "rss_before_mb": rss_before, "peak_rss_mb": peak_rss_mb(), "gpu_peak_mb": gpu_peak})
 
 
 def _run(kind: str, cfg: dict) -> dict:
@@ -126,8 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="long side in pixels (default 512)")
     parser.add_argument("--steps", type=int, default=20, help="L-BFGS function evaluations (below 20 or a multiple of 20)")
-    parser.add_argument("--content", default=str(DATA / "style/content/tubingen.jpg"))
-    parser.add_argument("--style", default=str(DATA / "style/style/starry_night.jpg"))
+    parser.add_argument("--content", default=str(DEV_DATA / "style/content/tubingen.jpg"))
+    parser.add_argument("--style", default=str(DEV_DATA / "style/style/starry_night.jpg"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--network", default="vgg16-hed")
     parser.add_argument("--device", default="cpu")

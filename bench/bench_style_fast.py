@@ -31,9 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
-from _results import LOCAL, add_save_flag, results_dir  # noqa: E402
+from _results import DEV_DATA, LOCAL, add_save_flag, results_dir  # noqa: E402
 
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 #: Photos held out of the shipped model's training (their identities and sources were left out).
 HELD_OUT = ["style/content/tubingen.jpg", "style/content/golden_gate.jpg", "faces/facerec__obama/obama.jpg",
             "faces/openface__lennon/lennon-1.jpg", "faces/lfw__Colin_Powell/Colin_Powell_0001.jpg",
@@ -108,18 +107,18 @@ def main() -> None:
     from visage.style.fast import load_style_model, resolve_style_model
     from visage.style.transfer import _resize_long
 
-    if not DATA.is_dir():
-        raise SystemExit(f"the dev data is not at {DATA} (set VISAGE_DEV_DATA)")
+    if not DEV_DATA.is_dir():
+        raise SystemExit(f"the dev data is not at {DEV_DATA} (set VISAGE_DEV_DATA)")
     model = load_style_model(args.model)
     card_file = resolve_style_model(args.model).with_suffix(".json")
     card = json.loads(card_file.read_text()) if card_file.is_file() else {}
-    style = args.style or str(DATA / card.get("style_image", {}).get("dev_data_path", "style/style/starry_night.jpg"))
+    style = args.style or str(DEV_DATA / card.get("style_image", {}).get("dev_data_path", "style/style/starry_night.jpg"))
     fast_layers = model.settings.style_layers
 
     rows = []
     for i, rel in enumerate(HELD_OUT):
         name = Path(rel).stem
-        content = _resize_long(load_image(DATA / rel).pixels, args.size)
+        content = _resize_long(load_image(DEV_DATA / rel).pixels, args.size)
         fast = model.apply_pixels(content)
         row = {"image": rel, "size": list(content.shape[1::-1]),
                    "unstyled": {"style_loss": style_distance(content, style, size=args.size, network=args.network),
@@ -153,7 +152,7 @@ def main() -> None:
     summary["fast_style_over_unstyled"] = float(np.exp(np.mean([np.log(r["fast"]["style_over_unstyled"]) for r in rows])))
 
     # Time per 512-px image on this CPU: the fast model's forward pass; Gatys' time per step × steps.
-    photo = _resize_long(load_image(DATA / HELD_OUT[0]).pixels, 512)
+    photo = _resize_long(load_image(DEV_DATA / HELD_OUT[0]).pixels, 512)
     fast_ms = _ms_per_image(lambda: model.apply_pixels(photo))
     started = time.perf_counter()
     stylize(photo, style, StyleSettings(size=512, steps=args.timing_steps, coarse_size=512, network=args.network,

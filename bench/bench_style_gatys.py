@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,9 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
-from _results import add_save_flag, results_dir  # noqa: E402
-
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
+from _results import DEV_DATA, add_save_flag, results_dir  # noqa: E402
 
 
 def long_side_for_short(pixels: np.ndarray, short: int) -> int:
@@ -59,14 +56,14 @@ def main() -> None:
     from visage.style.features import channels, load_feature_net
 
     torch.set_num_threads(args.threads)
-    content = load_image(DATA / "style/content/tubingen.jpg")
-    style = load_image(DATA / "style/style/vangogh_starry_night.jpg")
+    content = load_image(DEV_DATA / "style/content/tubingen.jpg")
+    style = load_image(DEV_DATA / "style/style/vangogh_starry_night.jpg")
     net = load_feature_net(args.network)
     layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     weights = {name: 1e3 / channels(net, name) ** 2 for name in layers}
 
     published = []
-    with open(DATA / "reference/style_gatys_notebook_losses.tsv") as f:
+    with open(DEV_DATA / "reference/style_gatys_notebook_losses.tsv") as f:
         rows = [line for line in f if not line.startswith("#")]
     for row in csv.DictReader(rows, delimiter="\t"):
         published.append({"stage": row["stage"], "iteration": int(row["iteration"]), "loss": float(row["total_loss"])})

@@ -15,7 +15,6 @@ import itertools
 import json
 import multiprocessing as mp
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -23,13 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
-from _results import add_save_flag, results_dir  # noqa: E402
-
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from _results import DEV_DATA, add_save_flag, peak_rss_mb, results_dir  # noqa: E402
 
 
 def _child(kind: str, cfg: dict, queue) -> None:
@@ -43,7 +36,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
     from visage.style.transfer import _resize_exact, _resize_long, _to_tensor, resolve_style_layers
 
     net = load_feature_net(cfg["network"])
-    before = _peak_mb()
+    before = peak_rss_mb()
     if kind == "visage":
         settings = StyleSettings(size=cfg["size"], steps=cfg["steps"], fine_steps=cfg["fine_steps"],
                                  network=cfg["network"], threads=cfg["threads"])
@@ -70,7 +63,7 @@ def _child(kind: str, cfg: dict, queue) -> None:
         _, times, _ = run_reference(net, content, style, steps=1, content_layer="relu4_2", style_weights=weights,
                                     freeze_weights=True)
         out = {"levels": {str(cfg["size"]): {"steps": 1, "median_step_s": float(times[0])}}}
-    out.update(kind=kind, rss_before_run_mb=before, peak_rss_mb=_peak_mb())
+    out.update(kind=kind, rss_before_run_mb=before, peak_rss_mb=peak_rss_mb())
     queue.put(out)
 
 
@@ -81,8 +74,8 @@ def main() -> None:
     parser.add_argument("--fine-steps", type=int, default=2, help="steps at each finer level")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--network", default="vgg16-hed")
-    parser.add_argument("--content", default=str(DATA / "style/content/tubingen.jpg"))
-    parser.add_argument("--style", default=str(DATA / "style/style/starry_night.jpg"))
+    parser.add_argument("--content", default=str(DEV_DATA / "style/content/tubingen.jpg"))
+    parser.add_argument("--style", default=str(DEV_DATA / "style/style/starry_night.jpg"))
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--out", help="JSON to write, the preview beside it (default: in the results folder)")
     add_save_flag(parser)

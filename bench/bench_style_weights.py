@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
-from _results import add_save_flag, results_dir  # noqa: E402
-
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
+from _results import DEV_DATA, add_save_flag, results_dir  # noqa: E402
 
 
 def main() -> None:
@@ -31,8 +28,8 @@ def main() -> None:
     parser.add_argument("--network", default="vgg16-hed")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--content", default=str(DATA / "style/content/tubingen.jpg"))
-    parser.add_argument("--styles", default=str(DATA / "style/style/starry_night.jpg"),
+    parser.add_argument("--content", default=str(DEV_DATA / "style/content/tubingen.jpg"))
+    parser.add_argument("--styles", default=str(DEV_DATA / "style/style/starry_night.jpg"),
                         help="comma-separated style images, one row each")
     parser.add_argument("--out", help="JSON to write, the contact sheet beside it (default: in the results folder)")
     add_save_flag(parser)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _results import add_save_flag, results_dir  # bench/_results.py
+from _results import DEV_DATA, add_save_flag, results_dir  # bench/_results.py
 from visage.train import ProjectionHead, TrainConfig, TripletTrainer, validation_metrics
 from visage.train.data import FaceCache, PKSampler, scan_people
 from visage.train.losses import l2_normalize
@@ -36,7 +36,6 @@ from visage.train.run import freeze_all_but_last
 from visage.train.trained import chip_transform, finetune_net
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 HELD_OUT_SETS = [
     ["dlib__John_Simm", "dlib__John_Savage", "lfw__Colin_Powell", "lfw__Ariel_Sharon"],
     ["dlib__John_Salley", "dlib__John_Schneider", "lfw__Arnold_Schwarzenegger", "lfw__Donald_Rumsfeld"],
@@ -218,10 +217,10 @@ def main() -> None:
     add_save_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not (DATA / "faces").is_dir():
-        raise SystemExit(f"dev set not found at {DATA}")
+    if not (DEV_DATA / "faces").is_dir():
+        raise SystemExit(f"dev set not found at {DEV_DATA}")
 
-    folder = scan_people(DATA / "faces")
+    folder = scan_people(DEV_DATA / "faces")
     paths = [s.path for s in folder.samples]
     chips, kept = FaceCache("dlib").many(paths, "chip")
     labels = np.array([s.label for s in folder.samples])[kept]

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import jpeg
+
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
@@ -23,26 +25,14 @@ from visage.server.auth import KeyStore
 SIDE = 400
 
 
-def jpeg(path, side: int = SIDE) -> bytes:
-    """A dev-set photo scaled to ``side`` px on its long side, as JPEG bytes."""
-    img = Image.open(path)
-    from PIL import ImageOps
-
-    img = ImageOps.exif_transpose(img).convert("RGB")
-    img.thumbnail((side, side))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=92)
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def photos(shared_data):
     faces = shared_data / "faces"
     return {
-        "obama": jpeg(faces / "facerec__obama" / "obama.jpg"),
-        "obama2": jpeg(faces / "facerec__obama" / "obama2.jpg"),
-        "obama3": jpeg(faces / "facerec__obama" / "obama1.jpg"),
-        "biden": jpeg(faces / "facerec__biden" / "biden2.jpg"),
+        "obama": jpeg(faces / "facerec__obama" / "obama.jpg", SIDE),
+        "obama2": jpeg(faces / "facerec__obama" / "obama2.jpg", SIDE),
+        "obama3": jpeg(faces / "facerec__obama" / "obama1.jpg", SIDE),
+        "biden": jpeg(faces / "facerec__biden" / "biden2.jpg", SIDE),
         "two": jpeg(shared_data / "detection" / "facerec_two_people.jpg", 700),
     }
 

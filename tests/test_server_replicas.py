@@ -9,56 +9,14 @@ deployment for replicas on several machines: see docs/service.md.)
 
 from __future__ import annotations
 
-import io
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
-from PIL import Image
+
+from helpers import jpeg, start_serve
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
-
-
-def jpeg(path, side: int = 300) -> bytes:
-    from PIL import ImageOps
-
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    img.thumbnail((side, side))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=92)
-    return out.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def replica(folder, name: str) -> tuple[subprocess.Popen, str]:
-    """One ``visage serve`` replica over the shared gallery and state files; returns (process, url)."""
-    port = free_port()
-    log = open(folder / f"{name}.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "visage", "serve", "--gallery", str(folder / "gallery.db"),
-                               "--state", str(folder / "server.db"), "--port", str(port), "--processes", "1"],
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise AssertionError((folder / f"{name}.log").read_text())
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise AssertionError(f"replica {name} did not start")
 
 
 def identify(url: str, key: dict, photo: bytes) -> str | None:
@@ -78,7 +36,7 @@ def test_an_enrolment_through_one_replica_is_identified_through_the_other(tmp_pa
     keys = KeyStore(tmp_path / "server.db")  # the replicas share the keys (and the audit log)
     admin = {"X-API-Key": keys.create("desk", admin=True)}
     keys.close()
-    (a, url_a), (b, url_b) = replica(tmp_path, "a"), replica(tmp_path, "b")
+    (a, url_a), (b, url_b) = (start_serve(tmp_path, "--processes", "1", name=name) for name in "ab")
     try:
         assert identify(url_b, admin, obama2) is None  # B has loaded its index: nobody yet
         enrolled = httpx.post(url_a + "/v1/enroll", headers=admin, data={"name": "Obama"}, timeout=120,

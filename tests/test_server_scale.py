@@ -7,18 +7,14 @@ how long it took.
 
 from __future__ import annotations
 
-import io
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
-from PIL import Image
 
+from helpers import jpeg, start_serve, stop
 from visage.server.challenges import ChallengesFull, ChallengeStore
 from visage.server.jobs import JobQueue
 from visage.server.service import ComputeSlot, Overloaded
@@ -137,16 +133,6 @@ def test_callers_queued_together_are_served_in_one_batch_each_with_its_own_resul
     assert batches == [[0, 1, 2, 3]]  # the first in line did everyone's work in its turn
     assert results == {0: 0, 1: 10, 3: 30} and errors == {2: "bad 2"}  # one failure is only its caller's
     assert slot.turns == 2 and not slot._queued and not slot._pending
-
-
-def jpeg(path, side: int = 300) -> bytes:
-    from PIL import ImageOps
-
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    img.thumbnail((side, side))
-    out = io.BytesIO()
-    img.save(out, "JPEG", quality=92)
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -332,44 +318,6 @@ def test_a_job_whose_process_died_is_reported_failed(tmp_path):
 
 # -- 3. visage serve --processes 2 ------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_serve(folder, port: int, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    """``visage serve`` as its own process; returns once /health answers."""
-    import httpx
-
-    log = open(folder / f"serve-{port}.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "visage", "serve", "--gallery", str(folder / "gallery.db"),
-                               "--state", str(folder / "server.db"), "--port", str(port), *extra],
-                              env={**os.environ, "PYTHONUNBUFFERED": "1", "VISAGE_SERVER_RATE_PER_MINUTE": "100000",
-                                   "VISAGE_SERVER_RATE_BURST": "10000", **(env or {})},
-                              stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise AssertionError((folder / f"serve-{port}.log").read_text())
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    raise AssertionError("the server did not start")
-
-
-def stop(server: subprocess.Popen) -> int:
-    server.send_signal(signal.SIGTERM)
-    try:
-        return server.wait(90)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        raise
-
-
 @pytest.mark.slow
 def test_two_processes_serve_one_gallery_challenges_and_jobs(tmp_path, photos):
     import httpx
@@ -380,9 +328,9 @@ def test_two_processes_serve_one_gallery_challenges_and_jobs(tmp_path, photos):
     admin = {"X-API-Key": keys.create("desk", admin=True)}
     user = {"X-API-Key": keys.create("door")}
     keys.close()
-    port = free_port()
-    server = start_serve(tmp_path, port, "--processes", "2", env={"VISAGE_SERVER_MAX_STYLE_SIZE": "64"})
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_serve(tmp_path, "--processes", "2", env={"VISAGE_SERVER_MAX_STYLE_SIZE": "64",
+                                                                   "VISAGE_SERVER_RATE_PER_MINUTE": "100000",
+                                                                   "VISAGE_SERVER_RATE_BURST": "10000"})
     try:
         # Each call below is a new connection, so the calls are spread over the two processes.
         enrolled = httpx.post(url + "/v1/enroll", headers=admin, data={"name": "Obama"}, timeout=120,
@@ -428,7 +376,7 @@ def test_two_processes_serve_one_gallery_challenges_and_jobs(tmp_path, photos):
         assert "visage_processes 2" in page, page
     finally:
         code = stop(server)
-    log = (tmp_path / f"serve-{port}.log").read_text()
+    log = (tmp_path / "serve.log").read_text()
     assert code == 0, log
     assert "with 2 processes" in log
     assert log.count("Application startup complete") == 2  # two workers served

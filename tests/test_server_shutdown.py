@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,17 +12,11 @@ import time
 import httpx
 import pytest
 
-from test_server import jpeg  # tests/ is on sys.path (no __init__.py)
+from helpers import free_port, jpeg
 from visage.gallery import Gallery
 from visage.server.auth import KeyStore
 
 pytestmark = pytest.mark.slow  # starts the server as a real process
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_sigterm_finishes_the_enrolment_in_flight(tmp_path, shared_data):

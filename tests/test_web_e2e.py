@@ -19,13 +19,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -66,12 +67,6 @@ def camera_clip(photo: Path, path: Path, frames: int = 30) -> Path:
         shift = np.float32([[1, 0, dx], [0, 1, 0]])
         out.append(cv2.warpAffine(canvas, shift, (640, 480), borderMode=cv2.BORDER_REPLICATE))
     return write_y4m(path, out)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(folder: Path):

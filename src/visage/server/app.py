@@ -30,7 +30,6 @@ from ..errors import (
     FaceNotFound,
     GalleryDamaged,
     GalleryError,
-    ImageError,
     ModelError,
     PersonNotFound,
     SpoofError,
@@ -77,9 +76,23 @@ def status_for(exc: VisageError) -> int:
         return 422
     if isinstance(exc, SpoofError):
         return 403
-    if isinstance(exc, ImageError):
-        return 400
-    return 400
+    return 400  # ImageError and every other bad input
+
+
+class _StatusWatch:
+    """Passes an ASGI app's messages on to ``send`` and keeps the status it answered
+    (500 until the answer starts: an app that raised before answering is a server error)."""
+
+    def __init__(self, send):
+        self.send, self.status, self.started = send, 500, time.perf_counter()
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
 
 
 class AuditMiddleware:
@@ -92,15 +105,7 @@ class AuditMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             return await self.app(scope, receive, send)
         state = scope.setdefault("state", {})
-        started = time.perf_counter()
-        status = 500
-
-        async def watch(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = _StatusWatch(send)
         try:
             await self.app(scope, receive, watch)
         finally:
@@ -111,7 +116,7 @@ class AuditMiddleware:
                     pruned = await anyio.to_thread.run_sync(lambda: self.service.audit.write(
                         key_id=who.key_id if who else None, key_name=who.name if who else None,
                         client=client[0] if client else None, method=scope["method"], path=scope["path"],
-                        status=status, ms=(time.perf_counter() - started) * 1000, summary=state.get("audit")))
+                        status=watch.status, ms=watch.seconds() * 1000, summary=state.get("audit")))
                 except Exception as exc:  # raised here, after the answer, it would drop the connection
                     log.error("could not write the audit row of %s %s: %s", scope["method"], scope["path"],
                               type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
@@ -140,20 +145,12 @@ class MetricsMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), 500
-
-        async def watch(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = _StatusWatch(send)
         try:
             await self.app(scope, receive, watch)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unrouted"  # never the raw path: unbounded labels
-            seconds = time.perf_counter() - started
-            self.metrics.observe(route, scope["method"], status, seconds)  # in memory; a shared write ≤ 1/s
+            self.metrics.observe(route, scope["method"], watch.status, watch.seconds())  # in memory; a shared write ≤ 1/s
 
 
 class SecurityHeaders:

@@ -282,15 +282,7 @@ def load_style_model(path: os.PathLike | str, device: str = "cpu") -> StyleModel
     style (see :func:`shipped_style_models`); raises :class:`VisageError` when ``path`` is neither
     or is not such a model. Weights stored as float16 are loaded as float32."""
     path = resolve_style_model(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 -- any unreadable file becomes a VisageError naming it
-        raise VisageError(f"{path}: not a visage style model (cannot read it as one)") from None
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise VisageError(f"{path}: not a visage style model")
-    if payload.get("version") != MODEL_VERSION:
-        raise VisageError(f"{path}: style model version {payload.get('version')} is not supported "
-                          f"(expected {MODEL_VERSION})")
+    payload = _read_visage_file(path, MODEL_FORMAT, "style model")
     settings = FastStyleSettings(**payload["settings"])
     net = TransformerNet(settings.width, settings.n_residual)
     try:
@@ -444,15 +436,23 @@ def _write_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
-def _read_checkpoint(path: Path, settings: FastStyleSettings, n_sources: int) -> dict:
+def _read_visage_file(path: Path, file_format: str, what: str) -> dict:
+    """The dict saved in a style model or checkpoint file; a VisageError naming ``path`` when it is
+    unreadable, of another format or of another version."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 -- any unreadable file becomes a VisageError naming it
-        raise VisageError(f"{path}: not a visage style-training checkpoint (cannot read it as one)") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise VisageError(f"{path}: not a visage style-training checkpoint")
-    if state.get("version") != MODEL_VERSION:
-        raise VisageError(f"{path}: checkpoint version {state.get('version')} is not supported")
+        raise VisageError(f"{path}: not a visage {what} (cannot read it as one)") from None
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise VisageError(f"{path}: not a visage {what}")
+    if payload.get("version") != MODEL_VERSION:
+        raise VisageError(f"{path}: {what} version {payload.get('version')} is not supported "
+                          f"(expected {MODEL_VERSION})")
+    return payload
+
+
+def _read_checkpoint(path: Path, settings: FastStyleSettings, n_sources: int) -> dict:
+    state = _read_visage_file(path, CHECKPOINT_FORMAT, "style-training checkpoint")
     saved, now = dict(state["settings"]), asdict(settings)
     changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and saved.get(k) != now[k])
     if changed:
