@@ -123,6 +123,7 @@ def test_cluster_writes_to_the_current_folder_by_default_not_into_the_photos(ast
     assert sorted(p.name for p in photos.iterdir()) == ["a.png", "b.png"]
 
 
+@pytest.mark.slow
 def test_cluster_gallery_names_clusters_after_enrolled_people(shared_data, tmp_path, capsys):
     faces = shared_data / "faces"
     photos = tmp_path / "photos"

@@ -121,6 +121,7 @@ def _not_from_the_core(paths) -> dict[str, set[str]]:
             if not _distributions_of(module, top_levels) & core}
 
 
+@pytest.mark.slow
 def test_every_module_the_package_imports_comes_from_a_core_dependency_or_an_extra():
     """A module that neither a core requirement nor an extra provides would fail for whoever installs the wheel."""
     outside = {m: users for m, users in _not_from_the_core(PACKAGE.rglob("*.py")).items() if m not in EXTRA_OF_MODULE}

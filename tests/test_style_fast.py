@@ -55,6 +55,7 @@ def test_training_loss_falls(trained):
     assert np.mean(totals[-5:]) < 0.6 * np.mean(totals[:5]), (totals[:5], totals[-5:])
 
 
+@pytest.mark.slow
 def test_saved_model_reloads_and_gives_the_same_output(trained, tmp_path):
     model, folder = trained
     path = model.save(tmp_path / "stripes.pt")
@@ -72,6 +73,7 @@ def test_transformer_keeps_odd_sizes():
     assert net(torch.rand(1, 3, 29, 35)).shape == (1, 3, 29, 35)
 
 
+@pytest.mark.slow
 def test_video_frames_are_stylised(trained, tmp_path):
     import cv2
 
@@ -163,6 +165,7 @@ def test_cli_resume_needs_a_checkpoint(tmp_path, capsys):
     assert "--resume needs --checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_model(trained, tmp_path):
     """--init-model: step 1 starts at the given network's weights; another width is refused."""
     model, folder = trained
