@@ -100,6 +100,19 @@ def test_list_images_by_suffix_sorted_flat_or_recursive(tmp_path):
     assert [p.name for p in list_images(tmp_path / "sub", suffixes=IMAGE_SUFFIXES | {".npy"})] == ["c.webp", "e.npy"]
 
 
+def test_list_images_follows_linked_folders_once(tmp_path):
+    data = tmp_path / "elsewhere" / "people"
+    data.mkdir(parents=True)
+    PILImage.new("RGB", (8, 8)).save(data / "a.png")
+    top = tmp_path / "set"
+    (top / "own").mkdir(parents=True)
+    PILImage.new("RGB", (8, 8)).save(top / "own" / "b.png")
+    (top / "people").symlink_to(data, target_is_directory=True)
+    (top / "own" / "loop").symlink_to(top, target_is_directory=True)  # a cycle must not repeat files
+    listed = [p.relative_to(top).as_posix() for p in list_images(top, recursive=True)]
+    assert listed == ["own/b.png", "people/a.png"]
+
+
 def test_list_images_errors(tmp_path):
     assert list_images(tmp_path) == []
     with pytest.raises(VisageError, match="holds no images"):

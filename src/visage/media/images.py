@@ -267,6 +267,21 @@ def _array_to_rgb(array: np.ndarray, label: str) -> np.ndarray:
     return np.ascontiguousarray(scaled)
 
 
+def _walk_files(root: Path) -> list[Path]:
+    """Every file below ``root``, through links to folders too; a folder reached twice (by a link
+    loop or two links to it) is listed once."""
+    seen: set[str] = set()
+    found: list[Path] = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        found += [Path(folder) / name for name in names]
+    return found
+
+
 def list_images(
     folder: str | os.PathLike,
     *,
@@ -276,14 +291,16 @@ def list_images(
 ) -> list[Path]:
     """The files in ``folder`` whose name ends in one of ``suffixes`` (any case), sorted by path.
 
-    ``recursive`` also lists the sub-folders' files. ``suffixes`` (lower case, with the dot) may
-    widen the set, e.g. ``IMAGE_SUFFIXES | {".npy"}``. Raises :class:`VisageError` when ``folder``
-    is not a folder, and, when ``required``, when it holds no such file.
+    ``recursive`` also lists the sub-folders' files, following links to folders (a data set put
+    together from links is common) but entering each real folder once. ``suffixes`` (lower case,
+    with the dot) may widen the set, e.g. ``IMAGE_SUFFIXES | {".npy"}``. Raises
+    :class:`VisageError` when ``folder`` is not a folder, and, when ``required``, when it holds no
+    such file.
     """
     root = Path(folder)
     if not root.is_dir():
         raise VisageError(f"{root}: not a folder")
-    candidates = root.rglob("*") if recursive else root.iterdir()
+    candidates = _walk_files(root) if recursive else root.iterdir()
     files = sorted(p for p in candidates if p.suffix.lower() in suffixes and p.is_file())
     if required and not files:
         raise VisageError(f"{root}: holds no images ({', '.join(sorted(suffixes))})")
