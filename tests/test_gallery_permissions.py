@@ -36,6 +36,23 @@ def test_an_existing_readable_gallery_is_tightened_with_a_warning(tmp_path):
     assert mode(path) == 0o600
 
 
+def test_the_server_state_file_is_private_while_open_and_tightened_when_not(tmp_path):
+    pytest.importorskip("fastapi")
+    from visage.server.auth import KeyStore
+
+    path = tmp_path / "home" / "server.db"  # API key hashes and the audit log
+    keys = KeyStore(path)
+    keys.create("desk", admin=True)  # a write: SQLite's -wal and -shm files exist now
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    sides = [path.parent / side for side in ("server.db-wal", "server.db-shm") if (path.parent / side).exists()]
+    assert sides and all(mode(side) == 0o600 for side in sides)
+    keys.close()
+    path.chmod(0o644)
+    with pytest.warns(UserWarning, match="was readable by others"):
+        KeyStore(path).close()
+    assert mode(path) == 0o600
+
+
 def test_the_cli_creates_a_private_gallery(shared_data, tmp_path):
     from visage.cli import main
 

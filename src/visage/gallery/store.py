@@ -322,7 +322,7 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 
 
-def _make_private_folders(folder: Path) -> None:
+def make_private_folders(folder: Path) -> None:
     """Create ``folder`` and any missing parents with owner-only permissions (0700)."""
     missing = [p for p in [folder, *folder.parents] if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
@@ -330,8 +330,8 @@ def _make_private_folders(folder: Path) -> None:
         made.chmod(PRIVATE_FOLDER)
 
 
-def _tighten(path: Path) -> None:
-    """Make a gallery file that others can read owner-only (0600), with a warning.
+def tighten_private(path: Path) -> None:
+    """Make a file that others can read (a gallery, the server's state) owner-only (0600), with a warning.
 
     SQLite gives its -wal and -shm files the database file's permissions, so they are checked too.
     """
@@ -387,7 +387,7 @@ class SQLiteStore:
             raise GalleryError(f"{self.path}: no such gallery")
         if not exists:
             try:
-                _make_private_folders(self.path.parent)
+                make_private_folders(self.path.parent)
                 if not self.path.exists():
                     _create_atomically(self.path)
                     exists = True
@@ -418,7 +418,7 @@ class SQLiteStore:
                 if is_storage_full(exc):
                     raise storage_full(self.location, exc) from exc
                 raise GalleryError(f"{self.path}: not a visage gallery ({exc})") from None
-        _tighten(self.path)  # only once it is known to be a gallery: another program's file is left alone
+        tighten_private(self.path)  # only once it is known to be a gallery: another program's file is left alone
 
     # -- opening -------------------------------------------------------------------------------
     def _check_or_create(self, exists: bool) -> None:

@@ -12,6 +12,7 @@ encode, verify, identify, check liveness and run style transfer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
@@ -26,6 +27,7 @@ from pathlib import Path
 import anyio
 
 from ..errors import VisageError
+from ..gallery.store import PRIVATE_FILE, make_private_folders, tighten_private
 from .limits import RateLimiter, send_error
 
 PREFIX = "vsk"
@@ -71,14 +73,18 @@ def _digest(key: str) -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating) the server's state file; WAL so the audit log and key checks do not block each other."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Key hashes and the audit log are for the server's owner only. The file is made 0600 before
+    # SQLite opens it, since SQLite gives the -wal and -shm files the database file's permissions.
+    make_private_folders(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    if os.name == "posix":
+        tighten_private(path)
     try:
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
     except sqlite3.DatabaseError as exc:
         raise VisageError(f"{path}: cannot open the server's state file ({exc})") from None
-    if os.name == "posix":
-        os.chmod(path, 0o600)  # key hashes and the audit log are for the server's owner only
     return db
 
 
