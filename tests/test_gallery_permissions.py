@@ -36,6 +36,29 @@ def test_an_existing_readable_gallery_is_tightened_with_a_warning(tmp_path):
     assert mode(path) == 0o600
 
 
+def test_the_index_snapshot_beside_a_gallery_is_private(tmp_path, monkeypatch):
+    import numpy as np
+
+    from visage.gallery import FaceRecord, snapshot
+
+    monkeypatch.setattr(snapshot, "SNAPSHOT_MIN_FACES", 10)
+    shared = tmp_path / "shared"  # a folder others may list, as a project folder often is
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    path = shared / "g.db"
+    vectors = np.random.default_rng(0).standard_normal((20, 128)).astype(np.float32)
+    with Gallery(path) as gallery:  # the encoder is never loaded: the vectors are given
+        gallery.add("crowd", [FaceRecord(v, f"{i:064x}", "") for i, v in enumerate(vectors)],
+                    encoder_name="dlib-resnet-v1", dim=128)
+        assert gallery.search(vectors[3])[0].name == "crowd"
+    folder = shared / "g.db.index"  # every encoding, in plain float32
+    assert (folder / "state.json").is_file() and mode(folder) == 0o700
+    folder.chmod(0o755)  # as an older visage left it
+    with Gallery(path) as gallery:
+        assert gallery.search(vectors[3])[0].name == "crowd" and gallery._search.from_snapshot
+    assert mode(folder) == 0o700
+
+
 def test_the_server_state_file_is_private_while_open_and_tightened_when_not(tmp_path):
     pytest.importorskip("fastapi")
     from visage.server.auth import KeyStore

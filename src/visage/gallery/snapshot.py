@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from .index import ExactIndex, IvfIndex
-from .store import Cursor, SQLiteStore
+from .store import PRIVATE_FOLDER, Cursor, SQLiteStore
 
 #: Save a snapshot after one refresh took in at least this many faces.
 SNAPSHOT_MIN_FACES = 50_000
@@ -42,7 +42,7 @@ def save(store, index, kind: str, cursor: Cursor) -> bool:
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp.mkdir(mode=PRIVATE_FOLDER)  # it holds every encoding: the owner's alone, like the gallery
         index.save(tmp)
         # The state file last: a folder without it is never used.
         (tmp / "state.json").write_text(json.dumps({
@@ -65,6 +65,8 @@ def load(store, kind: str, dim: int):
     if folder is None or not (folder / "state.json").is_file():
         return None
     try:
+        if folder.stat().st_mode & 0o077:  # written by an older visage: others could read the encodings
+            folder.chmod(PRIVATE_FOLDER)
         state = json.loads((folder / "state.json").read_text())
         if (state.get("format") != FORMAT or state.get("gallery_id") != _identity(store)
                 or state.get("kind") != kind or state.get("dim") != dim):
