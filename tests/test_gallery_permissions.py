@@ -76,6 +76,17 @@ def test_the_server_state_file_is_private_while_open_and_tightened_when_not(tmp_
     assert mode(path) == 0o600
 
 
+def test_a_state_file_that_cannot_be_created_is_a_visage_error(tmp_path):
+    pytest.importorskip("fastapi")
+    from visage.errors import VisageError
+    from visage.server.auth import KeyStore
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(VisageError, match="cannot create the server's state file"):
+        KeyStore(blocker / "server.db")
+
+
 def test_the_cli_creates_a_private_gallery(shared_data, tmp_path):
     from visage.cli import main
 

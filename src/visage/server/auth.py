@@ -75,9 +75,12 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open (creating) the server's state file; WAL so the audit log and key checks do not block each other."""
     # Key hashes and the audit log are for the server's owner only. The file is made 0600 before
     # SQLite opens it, since SQLite gives the -wal and -shm files the database file's permissions.
-    make_private_folders(path.parent)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    try:
+        make_private_folders(path.parent)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    except OSError as exc:
+        raise VisageError(f"{path}: cannot create the server's state file ({exc.strerror})") from None
     if os.name == "posix":
         tighten_private(path)
     try:
