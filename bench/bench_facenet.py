@@ -44,8 +44,6 @@ from visage.evaluation.verification import cross_validated_accuracy, fit_calibra
 from visage.media.images import load_image
 from visage.models import model_path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = DEV_DATA
 #: pipeline → (detector, encoder, FaceNet alignment or None)
 PIPELINES = {
     "facenet": ("mtcnn", "facenet", "box"),
@@ -152,7 +150,7 @@ def chips_picture(paths: list[Path], out: Path, count: int = 8) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEV_DATA)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N distinct photos")
     parser.add_argument("--port-chips", type=int, default=32, help="chips timed through torch and cv2.dnn")
     parser.add_argument("--threads", type=int, default=1,

@@ -27,12 +27,11 @@ from PIL import Image as PILImage
 from tqdm import tqdm
 
 import visage
-from _results import add_save_flag, results_dir  # bench/_results.py
+from _results import DEV_DATA, add_save_flag, results_dir  # bench/_results.py
 from visage.encoders import DEFAULT_ENCODER, get_encoder
 from visage.evaluation.pairs import load_pairs, pair_distances
 from visage.evaluation.verification import accuracy, cross_validated_accuracy, default_calibration
 
-ROOT = Path(__file__).resolve().parents[1]
 FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default
 #: visage encoders measured beside the one benchmarked: each alone, for comparison with the fusion.
 COMPARED = ["dlib-torch", "facenet"]
@@ -130,7 +129,7 @@ def large_photo(photo: Path, encoder: str, megapixels: float = 14.0) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DEV_DATA)
     parser.add_argument("--encoder", default=DEFAULT_ENCODER)
     parser.add_argument("--batch", type=int, default=8, help="photos per visage.encode_batch call")
     parser.add_argument("--out", type=Path, help="JSON to write (default: faces.json in the results folder)")

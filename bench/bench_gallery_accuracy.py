@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import add_save_flag, results_dir
-from bench_gallery_data import DEFAULT_DATA, load_dev_encodings
+from _results import DEV_DATA, add_save_flag, results_dir
+from bench_gallery_data import load_dev_encodings
 from visage.config import DEFAULT_ENCODER
 from visage.encoders import get_encoder
 from visage.evaluation.verification import default_calibration
@@ -114,7 +114,7 @@ def summary(correct, gd, imp, t, t_imp=None):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEV_DATA)
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--out", type=Path, help="JSON to write, the PNG beside it (default: in the results folder)")
     add_save_flag(parser)

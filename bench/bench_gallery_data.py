@@ -17,11 +17,9 @@ import numpy as np
 from tqdm import tqdm
 
 import visage
+from _results import DEV_DATA
 from visage.config import visage_home
 from visage.encoders import get_encoder
-
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 
 @dataclass
@@ -36,7 +34,7 @@ class DevEncodings:
     peer_s_per_photo: float
 
 
-def load_dev_encodings(data: Path = DEFAULT_DATA, encoder: str = "dlib") -> DevEncodings:
+def load_dev_encodings(data: Path = DEV_DATA, encoder: str = "dlib") -> DevEncodings:
     paths = sorted(p for p in (data / "faces").glob("*/*") if p.is_file())
     if not paths:
         raise SystemExit(f"no dev-set photos under {data / 'faces'}")

@@ -58,8 +58,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import LOCAL, add_save_flag, results_dir
-from bench_gallery_data import DEFAULT_DATA
+from _results import DEV_DATA, LOCAL, add_save_flag, results_dir
 from visage.gallery import ExactIndex, FaceRecord, Gallery, IvfIndex
 
 ENCODER = "dlib+facenet"
@@ -360,7 +359,7 @@ def store_timings(vectors: np.ndarray, probes: np.ndarray, encoder_name: str) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DEV_DATA)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--rerank", type=int, nargs="+", default=[32, 64, 128, 256])

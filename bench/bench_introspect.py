@@ -34,8 +34,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep
 
 from _results import DEV_DATA, add_save_flag, results_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-DEV = DEV_DATA
 LAYERS = ["conv1_2", "conv3_3", "conv5_3"]
 
 
@@ -45,7 +43,7 @@ def make_folder(folder: Path, count: int, seed: int = 0) -> str:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    sources = sorted((DEV / "style" / "content").glob("*.jpg")) + sorted((DEV / "faces").glob("*/*"))
+    sources = sorted((DEV_DATA / "style" / "content").glob("*.jpg")) + sorted((DEV_DATA / "faces").glob("*/*"))
     photos = []
     for path in sources:
         from visage.media.images import load_image

@@ -57,11 +57,9 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from _results import add_save_flag, results_dir  # bench/_results.py
+from _results import DEV_DATA, add_save_flag, results_dir  # bench/_results.py
 from visage.gallery import Gallery
 from visage.server.auth import KeyStore
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def photos(data: Path, side: int) -> list[tuple[str, bytes]]:
@@ -387,7 +385,7 @@ def main() -> int:
                         help="the scaled config's max wait for the models, s")
     parser.add_argument("--limit-n", type=int, default=60, help="in-process identifications timed for the limit")
     parser.add_argument("--baseline", type=int, default=60, help="in-process identifications for the comparison")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DEV_DATA)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON to write (default: server_load.json in the results folder)")
     add_save_flag(parser)

@@ -35,7 +35,6 @@ from visage.train.losses import l2_normalize
 from visage.train.run import freeze_all_but_last
 from visage.train.trained import chip_transform, finetune_net
 
-ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SETS = [
     ["dlib__John_Simm", "dlib__John_Savage", "lfw__Colin_Powell", "lfw__Ariel_Sharon"],
     ["dlib__John_Salley", "dlib__John_Schneider", "lfw__Arnold_Schwarzenegger", "lfw__Donald_Rumsfeld"],
