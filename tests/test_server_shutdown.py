@@ -25,7 +25,7 @@ def test_sigterm_finishes_the_enrolment_in_flight(tmp_path, shared_data):
     admin = keys.create("admin", admin=True)
     keys.close()
     folder = shared_data / "faces" / "facerec__obama"
-    photos = [("photos", (p.name, jpeg(p), "image/jpeg")) for p in sorted(folder.iterdir())]
+    photos = [("photos", (p.name, jpeg(p, 400), "image/jpeg")) for p in sorted(folder.iterdir())]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen([sys.executable, "-m", "visage", "serve", "--gallery", str(gallery), "--state", str(state),
                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
