@@ -198,3 +198,99 @@ def test_cli_fine_tunes_a_shipped_style_at_its_width(tmp_path, capsys):
     assert main(["style-train", str(tmp_path / "scene0.png"), "--images", str(tmp_path), "-o", str(out),
                  "--init-model", "starry", "--width", "8", "--max-steps", "1", "--quiet"]) == 2
     assert "width 16" in capsys.readouterr().err
+
+
+def _perturbed(net: TransformerNet) -> TransformerNet:
+    """``net`` with its zero-initialised last conv given weights, so the branch changes the image."""
+    torch.manual_seed(1)
+    last = net.net[-1]
+    with torch.no_grad():
+        last.weight.normal_(0, 0.05)
+    return net.eval()
+
+
+def test_noise_channels_paint_on_a_flat_region():
+    flat = torch.full((1, 3, 40, 40), 0.5)
+    plain = _perturbed(TransformerNet(width=4, n_residual=1))
+    noisy = _perturbed(TransformerNet(width=4, n_residual=1, noise_channels=2))
+    with torch.no_grad():
+        # A convolution of a flat image (reflection padding) is flat: nothing to paint strokes on.
+        assert float(plain(flat).std()) < 1e-5
+        assert float(noisy(flat).std()) > 1e-3
+
+
+def test_noise_is_a_fixed_pattern_in_eval_mode_and_fresh_in_training():
+    net = _perturbed(TransformerNet(width=4, n_residual=1, noise_channels=2))
+    image = torch.rand(2, 3, 24, 32)
+    with torch.no_grad():
+        first, second = net(image), net(image)
+        assert torch.equal(first, second)
+        # the same pattern for every image of a batch: a batch gives what one image at a time gives
+        assert torch.allclose(net(image[1:]), first[1:], atol=1e-6)
+        net.train()
+        assert not torch.equal(net(image), net(image))
+
+
+def test_a_noise_model_reloads_with_its_noise_channels(tmp_path):
+    from visage.style.fast import StyleModel
+
+    settings = FastStyleSettings(width=4, n_residual=1, noise_channels=2)
+    net = _perturbed(TransformerNet(width=4, n_residual=1, noise_channels=2))
+    path = StyleModel(net=net, style="s.png", feature_network=NET, settings=settings).save(tmp_path / "n.pt")
+    again = load_style_model(path)
+    assert again.net.noise_channels == 2
+    photo = _stripes(40)
+    assert np.array_equal(again.apply_pixels(photo), StyleModel(net, "s.png", NET, settings).apply_pixels(photo))
+
+
+def test_a_model_saved_before_noise_channels_existed_loads(tmp_path):
+    from visage.style.fast import StyleModel
+
+    path = StyleModel(net=TransformerNet(width=4, n_residual=1), style="s.png", feature_network=NET,
+                      settings=FastStyleSettings(width=4, n_residual=1)).save(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    for key in ("noise_channels", "crop_size"):
+        del payload["settings"][key]
+    torch.save(payload, path)
+    assert load_style_model(path).net.noise_channels == 0
+
+
+def test_random_crops_keep_the_pixel_scale_of_image_size():
+    import random
+
+    from visage.style.fast import _training_crop
+
+    photo = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    settings = FastStyleSettings(image_size=60, crop_size=24)
+    rng = random.Random(0)
+    crops = [_training_crop([photo], 0, settings, rng, {}, 10) for _ in range(20)]
+    assert all(c.shape == (24, 24, 3) for c in crops)
+    # each crop is a window of the photo at its own scale (short side 60 = image_size) ...
+    c = crops[0]
+    windows = [(top, left) for top in range(60 - 23) for left in range(90 - 23)
+               if np.array_equal(photo[top:top + 24, left:left + 24], c)]
+    assert len(windows) == 1
+    # ... and the windows move
+    assert len({c.tobytes() for c in crops}) > 10
+    centre = _training_crop([photo], 0, FastStyleSettings(image_size=60), rng, {}, 10)
+    assert np.array_equal(centre, photo[:, 15:75])
+
+
+def test_bad_crop_and_noise_settings():
+    with pytest.raises(VisageError, match="crop_size"):
+        FastStyleSettings(image_size=64, crop_size=128).validate()
+    with pytest.raises(VisageError, match="noise_channels"):
+        FastStyleSettings(noise_channels=-1).validate()
+
+
+def test_fine_tuning_refuses_other_noise_channels(tmp_path):
+    from visage.style.fast import StyleModel
+
+    path = StyleModel(net=TransformerNet(width=4, n_residual=1), style="s.png", feature_network=NET,
+                      settings=FastStyleSettings(width=4, n_residual=1)).save(tmp_path / "base.pt")
+    settings = FastStyleSettings(width=4, n_residual=1, noise_channels=2, init_model=str(path), network=NET,
+                                 max_steps=1, image_size=32, batch_size=1)
+    (tmp_path / "imgs").mkdir()
+    _scenes(tmp_path / "imgs", n=1)
+    with pytest.raises(VisageError, match="noise channels"):
+        train_style_model(_stripes(), tmp_path / "imgs", settings, progress=False)

@@ -74,6 +74,8 @@ def register(sub) -> None:
     t.add_argument("--images", required=True, help="folder of training photos (searched recursively)")
     t.add_argument("-o", "--output", required=True, help="model file to write, e.g. style.pt")
     t.add_argument("--image-size", type=int, default=256, help="training crops are this many pixels square")
+    t.add_argument("--crop-size", type=int, default=None,
+                   help="train on random squares this big cut from photos resized to short side --image-size")
     t.add_argument("--batch-size", type=int, default=4, help="crops per optimiser step")
     t.add_argument("--epochs", type=int, default=2, help="passes over the training photos")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: all epochs)")
@@ -88,6 +90,8 @@ def register(sub) -> None:
                    help="long side the style image is resized to (default: --image-size)")
     t.add_argument("--width", type=int, default=None,
                    help="channels of the first layer (default 32 as in the paper, or --init-model's)")
+    t.add_argument("--noise-channels", type=int, default=0,
+                   help="noise channels fed beside RGB, so strokes can be painted on flat regions (default 0)")
     t.add_argument("--init-model", default=None, metavar="MODEL",
                    help="fine-tune: start from this model (a file or a shipped style's name), not random weights")
     t.add_argument("--network", choices=["auto", "vgg16-hed", "vgg19"], default="auto",
@@ -238,6 +242,7 @@ def run_train(args) -> int:
     settings = FastStyleSettings(image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
                                  max_steps=args.max_steps, lr=args.lr, width=width, network=args.network,
                                  seed=args.seed, threads=args.threads, style_size=args.style_size,
+                                 crop_size=args.crop_size, noise_channels=args.noise_channels,
                                  init_model=args.init_model)
     for name in ("content_weight", "style_weight", "tv_weight", "content_layer"):
         if getattr(args, name) is not None:

@@ -73,13 +73,21 @@ class TransformerNet(nn.Module):
     network's output (a global residual connection), which makes short CPU trainings work.
     ``width`` is the channel count of the first layer (32 in the
     paper); ``n_residual`` the number of residual blocks (5).
+
+    ``noise_channels`` extra input channels carry Gaussian noise (as in Ulyanov et al.'s texture
+    networks): a convolution maps a flat region, such as a clear sky, to a flat output, so without
+    noise the network cannot paint strokes there. Training draws fresh noise each step (from torch's
+    random state); in eval mode the noise is a fixed pattern (seed :data:`NOISE_SEED`), so one image
+    always gives the same output and video frames get the same strokes.
     """
 
-    def __init__(self, width: int = 32, n_residual: int = 5):
+    def __init__(self, width: int = 32, n_residual: int = 5, noise_channels: int = 0):
         super().__init__()
         w = width
+        self.noise_channels = noise_channels
         self.net = nn.Sequential(
-            _ConvNormRelu(3, w, 9), _ConvNormRelu(w, 2 * w, 3, stride=2), _ConvNormRelu(2 * w, 4 * w, 3, stride=2),
+            _ConvNormRelu(3 + noise_channels, w, 9), _ConvNormRelu(w, 2 * w, 3, stride=2),
+            _ConvNormRelu(2 * w, 4 * w, 3, stride=2),
             *[_Residual(4 * w) for _ in range(n_residual)],
             _ConvNormRelu(4 * w, 2 * w, 3, upsample=True), _ConvNormRelu(2 * w, w, 3, upsample=True),
             nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9),
@@ -99,8 +107,26 @@ class TransformerNet(nn.Module):
         # so a style shows after hundreds of steps on a CPU rather than tens of thousands.
         # The branch works in 0–255 units (as Johnson's network does), which keeps Adam's steps on the
         # wide last conv to about a grey level each.
-        y = x + self.net(x * 255.0) / 255.0
+        branch = x * 255.0
+        if self.noise_channels:
+            branch = torch.cat([branch, NOISE_SCALE * self._noise(x)], dim=1)
+        y = x + self.net(branch) / 255.0
         return y[..., :h, :w]
+
+    def _noise(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        shape = (n, self.noise_channels, h, w)
+        if self.training:
+            return torch.randn(shape, dtype=x.dtype, device=x.device)
+        generator = torch.Generator().manual_seed(NOISE_SEED)
+        # One pattern per image size, the same for every image of the batch.
+        return torch.randn((1, *shape[1:]), generator=generator, dtype=x.dtype).to(x.device).expand(shape)
+
+
+#: The fixed noise pattern of a network in eval mode, and the noise's standard deviation in the
+#: branch's 0–255 units (about an image channel's spread).
+NOISE_SEED = 0
+NOISE_SCALE = 64.0
 
 
 # --- a trained model -------------------------------------------------------------------------
@@ -110,6 +136,10 @@ class FastStyleSettings:
     """Training settings for one style. Sizes are in pixels."""
 
     image_size: int = 256
+    #: Train on random crop_size squares cut from each image resized to short side image_size, so
+    #: strokes are learnt at the pixel scale of image_size for a quarter of the work at half the side
+    #: (None: the whole centre square of image_size).
+    crop_size: int | None = None
     batch_size: int = 4
     epochs: int = 2
     #: Stop after this many optimiser steps (None: run all epochs).
@@ -125,6 +155,8 @@ class FastStyleSettings:
     style_size: int | None = None
     width: int = 32
     n_residual: int = 5
+    #: Noise channels fed to the network beside RGB (see :class:`TransformerNet`); 0 in older models.
+    noise_channels: int = 0
     #: Start from this model's weights (a model file or a shipped style's name) instead of random
     #: ones: fine-tuning. Its width and n_residual must be these.
     init_model: str | None = None
@@ -137,12 +169,14 @@ class FastStyleSettings:
         """Raise :class:`VisageError` for settings that cannot work."""
         if not 16 <= self.image_size <= 4096:
             raise VisageError(f"image_size must be from 16 to 4096 pixels, not {self.image_size}")
+        if self.crop_size is not None and not 16 <= self.crop_size <= self.image_size:
+            raise VisageError(f"crop_size must be from 16 pixels to image_size ({self.image_size}), not {self.crop_size}")
         if self.batch_size < 1 or self.epochs < 1 or (self.max_steps is not None and self.max_steps < 1):
             raise VisageError("batch_size, epochs and max_steps must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise VisageError(f"lr must be > 0, not {self.lr}")
-        if self.width < 1 or self.n_residual < 0:
-            raise VisageError("width must be ≥ 1 and n_residual ≥ 0")
+        if self.width < 1 or self.n_residual < 0 or self.noise_channels < 0:
+            raise VisageError("width must be ≥ 1, and n_residual and noise_channels ≥ 0")
 
 
 FAST_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -284,7 +318,7 @@ def load_style_model(path: os.PathLike | str, device: str = "cpu") -> StyleModel
     path = resolve_style_model(path)
     payload = _read_visage_file(path, MODEL_FORMAT, "style model")
     settings = FastStyleSettings(**payload["settings"])
-    net = TransformerNet(settings.width, settings.n_residual)
+    net = TransformerNet(settings.width, settings.n_residual, settings.noise_channels)
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
     except (RuntimeError, KeyError) as exc:
@@ -316,7 +350,8 @@ def train_style_model(
 ) -> StyleModel:
     """Train a :class:`TransformerNet` for ``style`` on ``images`` (a folder or a list of images).
 
-    Each training image is resized and centre-cropped to ``image_size`` squares. Returns the trained
+    Each training image is resized and centre-cropped to ``image_size`` squares (or, with
+    ``crop_size``, resized to short side ``image_size`` and cut at a random place). Returns the trained
     :class:`StyleModel`; its ``history`` holds the loss terms of every step.
 
     With ``checkpoint`` (a file path), the network, the optimiser, the step, the random states, the
@@ -342,7 +377,7 @@ def train_style_model(
     layers = list(dict.fromkeys([*weights, settings.content_layer]))
     # Seeded here, after the feature network, whose first (uncached) load draws random numbers.
     torch.manual_seed(settings.seed)
-    net = TransformerNet(settings.width, settings.n_residual).to(settings.device)
+    net = TransformerNet(settings.width, settings.n_residual, settings.noise_channels).to(settings.device)
     if settings.init_model is not None:
         net.load_state_dict(_init_weights(settings))
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
@@ -395,7 +430,7 @@ def train_style_model(
                 while pos < len(order) and step < total_steps:
                     idx = order[pos:pos + settings.batch_size]
                     pos += len(idx)
-                    batch = torch.cat([_to_tensor(_training_crop(sources, i, settings.image_size, cache, cache_limit),
+                    batch = torch.cat([_to_tensor(_training_crop(sources, i, settings, rng, cache, cache_limit),
                                                   settings.device) for i in idx])
                     with torch.no_grad():
                         target = extract(feature_net, batch, [settings.content_layer])[settings.content_layer]
@@ -466,10 +501,11 @@ def _read_checkpoint(path: Path, settings: FastStyleSettings, n_sources: int) ->
 def _init_weights(settings: FastStyleSettings) -> dict:
     """The state dict of ``settings.init_model``, checked to fit the network the settings describe."""
     start = load_style_model(str(settings.init_model))
-    if (start.settings.width, start.settings.n_residual) != (settings.width, settings.n_residual):
-        raise VisageError(f"{settings.init_model}: its network has width {start.settings.width} and "
-                          f"{start.settings.n_residual} residual blocks, not {settings.width} and "
-                          f"{settings.n_residual}; train with the same --width")
+    shape = (start.settings.width, start.settings.n_residual, start.settings.noise_channels)
+    if shape != (settings.width, settings.n_residual, settings.noise_channels):
+        raise VisageError(f"{settings.init_model}: its network has width {shape[0]}, {shape[1]} residual blocks "
+                          f"and {shape[2]} noise channels, not {settings.width}, {settings.n_residual} and "
+                          f"{settings.noise_channels}; train with the same --width and --noise-channels")
     return start.net.state_dict()
 
 
@@ -487,19 +523,27 @@ def _default_fast_layers(net) -> dict[str, float]:
     return {name: value / total for name, value in raw.items()}
 
 
-def _training_crop(sources, i: int, size: int, cache: dict, cache_limit: int) -> np.ndarray:
+def _training_crop(sources, i: int, settings: FastStyleSettings, rng: random.Random, cache: dict,
+                   cache_limit: int) -> np.ndarray:
+    """Image ``i`` resized to short side ``image_size``: its centre square, or a random
+    ``crop_size`` square of it. Small sets are decoded and resized once."""
+    size = settings.image_size
     if i in cache:
-        return cache[i]
-    pixels = load_image(sources[i]).pixels
-    h, w = pixels.shape[:2]
-    scale = size / min(h, w)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    resized = _resize_exact(pixels, nw, nh)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    crop = np.ascontiguousarray(resized[top:top + size, left:left + size])
-    if len(cache) < cache_limit:
-        cache[i] = crop
-    return crop
+        resized = cache[i]
+    else:
+        pixels = load_image(sources[i]).pixels
+        h, w = pixels.shape[:2]
+        scale = size / min(h, w)
+        resized = _resize_exact(pixels, max(size, round(w * scale)), max(size, round(h * scale)))
+        if len(cache) < cache_limit:
+            cache[i] = resized
+    nh, nw = resized.shape[:2]
+    if settings.crop_size is None:
+        top, left, side = (nh - size) // 2, (nw - size) // 2, size
+    else:
+        side = settings.crop_size
+        top, left = rng.randint(0, nh - side), rng.randint(0, nw - side)
+    return np.ascontiguousarray(resized[top:top + side, left:left + side])
 
 
 # --- video -----------------------------------------------------------------------------------
