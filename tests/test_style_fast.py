@@ -180,7 +180,7 @@ def test_fine_tuning_starts_from_the_given_model(trained, tmp_path):
     fresh = train_style_model(_stripes(), folder, settings, progress=False)
     assert tuned.history[0]["total"] < 0.8 * fresh.history[0]["total"], (tuned.history, fresh.history)
     settings.init_model, settings.width = str(start), 16
-    with pytest.raises(VisageError, match="width 8 and 2 residual blocks, not 16 and 2"):
+    with pytest.raises(VisageError, match="width 8, 2 residual blocks and 0 noise channels, not 16, 2"):
         train_style_model(_stripes(), folder, settings, progress=False)
 
 
@@ -283,14 +283,21 @@ def test_bad_crop_and_noise_settings():
         FastStyleSettings(noise_channels=-1).validate()
 
 
-def test_fine_tuning_refuses_other_noise_channels(tmp_path):
-    from visage.style.fast import StyleModel
+def test_fine_tuning_adds_noise_channels_with_zero_weights_and_refuses_fewer(tmp_path):
+    from visage.style.fast import StyleModel, _init_weights
 
-    path = StyleModel(net=TransformerNet(width=4, n_residual=1), style="s.png", feature_network=NET,
+    base = _perturbed(TransformerNet(width=4, n_residual=1))
+    path = StyleModel(net=base, style="s.png", feature_network=NET,
                       settings=FastStyleSettings(width=4, n_residual=1)).save(tmp_path / "base.pt")
-    settings = FastStyleSettings(width=4, n_residual=1, noise_channels=2, init_model=str(path), network=NET,
-                                 max_steps=1, image_size=32, batch_size=1)
-    (tmp_path / "imgs").mkdir()
-    _scenes(tmp_path / "imgs", n=1)
+    grown = TransformerNet(width=4, n_residual=1, noise_channels=2)
+    grown.load_state_dict(_init_weights(FastStyleSettings(width=4, n_residual=1, noise_channels=2,
+                                                          init_model=str(path))))
+    photo = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        # the new channels start with zero weights: the same output as the model it starts from
+        assert torch.allclose(grown.eval()(photo), base(photo), atol=1e-5)
+
+    noisy = StyleModel(net=grown, style="s.png", feature_network=NET,
+                       settings=FastStyleSettings(width=4, n_residual=1, noise_channels=2)).save(tmp_path / "n.pt")
     with pytest.raises(VisageError, match="noise channels"):
-        train_style_model(_stripes(), tmp_path / "imgs", settings, progress=False)
+        _init_weights(FastStyleSettings(width=4, n_residual=1, noise_channels=0, init_model=str(noisy)))

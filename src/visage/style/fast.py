@@ -499,14 +499,24 @@ def _read_checkpoint(path: Path, settings: FastStyleSettings, n_sources: int) ->
 
 
 def _init_weights(settings: FastStyleSettings) -> dict:
-    """The state dict of ``settings.init_model``, checked to fit the network the settings describe."""
+    """The state dict of ``settings.init_model``, checked to fit the network the settings describe.
+
+    A model with fewer noise channels than ``settings`` gets zero weights for the new ones, so
+    fine-tuning starts from exactly that model's output and learns what the noise is for."""
     start = load_style_model(str(settings.init_model))
-    shape = (start.settings.width, start.settings.n_residual, start.settings.noise_channels)
-    if shape != (settings.width, settings.n_residual, settings.noise_channels):
+    shape = (start.settings.width, start.settings.n_residual)
+    if shape != (settings.width, settings.n_residual) or start.settings.noise_channels > settings.noise_channels:
         raise VisageError(f"{settings.init_model}: its network has width {shape[0]}, {shape[1]} residual blocks "
-                          f"and {shape[2]} noise channels, not {settings.width}, {settings.n_residual} and "
-                          f"{settings.noise_channels}; train with the same --width and --noise-channels")
-    return start.net.state_dict()
+                          f"and {start.settings.noise_channels} noise channels, not {settings.width}, "
+                          f"{settings.n_residual} and at most {settings.noise_channels}; train with the same "
+                          "--width, and at least as many --noise-channels")
+    state = start.net.state_dict()
+    first = "net.0.1.weight"  # the 9×9 conv after its padding: (width, 3 + noise, 9, 9)
+    extra = settings.noise_channels - start.settings.noise_channels
+    if extra:
+        weight = state[first]
+        state[first] = torch.cat([weight, weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])], dim=1)
+    return state
 
 
 def _as_rng_state(saved) -> tuple:
