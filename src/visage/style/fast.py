@@ -158,7 +158,7 @@ class FastStyleSettings:
     #: Noise channels fed to the network beside RGB (see :class:`TransformerNet`); 0 in older models.
     noise_channels: int = 0
     #: Start from this model's weights (a model file or a shipped style's name) instead of random
-    #: ones: fine-tuning. Its width and n_residual must be these.
+    #: ones: fine-tuning. Its width and n_residual must be these; its noise channels at most these.
     init_model: str | None = None
     network: str = "auto"
     seed: int = 0
@@ -545,14 +545,15 @@ def _training_crop(sources, i: int, settings: FastStyleSettings, rng: random.Ran
         h, w = pixels.shape[:2]
         scale = size / min(h, w)
         resized = _resize_exact(pixels, max(size, round(w * scale)), max(size, round(h * scale)))
+        if settings.crop_size is None:  # only the centre square is ever used: keep just that
+            top, left = (resized.shape[0] - size) // 2, (resized.shape[1] - size) // 2
+            resized = np.ascontiguousarray(resized[top:top + size, left:left + size])
         if len(cache) < cache_limit:
             cache[i] = resized
-    nh, nw = resized.shape[:2]
     if settings.crop_size is None:
-        top, left, side = (nh - size) // 2, (nw - size) // 2, size
-    else:
-        side = settings.crop_size
-        top, left = rng.randint(0, nh - side), rng.randint(0, nw - side)
+        return resized
+    side = settings.crop_size
+    top, left = rng.randint(0, resized.shape[0] - side), rng.randint(0, resized.shape[1] - side)
     return np.ascontiguousarray(resized[top:top + side, left:left + side])
 
 
