@@ -122,7 +122,9 @@ def test_cli_train_then_apply(tmp_path, capsys):
     PILImage.fromarray(_stripes()).save(style)
     model = tmp_path / "style.pt"
     assert main(["style-train", str(style), "--images", str(images), "-o", str(model), "--image-size", "32",
-                 "--batch-size", "2", "--max-steps", "2", "--width", "4", "--network", NET, "--quiet"]) == 0
+                 "--batch-size", "2", "--max-steps", "2", "--width", "4", "--network", NET, "--output-norm",
+                 "--quiet"]) == 0
+    assert load_style_model(model).net.output_colours is not None
     out = tmp_path / "out.png"
     assert main(["style", "--model", str(model), str(images / "scene0.png"), "-o", str(out)]) == 0
     with PILImage.open(out) as img:
@@ -192,12 +194,14 @@ def test_cli_fine_tunes_a_shipped_style_at_its_width(tmp_path, capsys):
                  "--init-model", "starry", "--image-size", "32", "--batch-size", "1", "--max-steps", "1",
                  "--lr", "1e-12", "--quiet"]) == 0
     tuned, shipped = load_style_model(out), load_style_model("starry")
-    assert tuned.settings.width == shipped.settings.width == 16
+    # the network's shape (width, noise channels, output norm) comes from the model fine-tuned
+    for key in ("width", "n_residual", "noise_channels", "output_norm"):
+        assert getattr(tuned.settings, key) == getattr(shipped.settings, key), key
     for a, b in zip(shipped.net.state_dict().values(), tuned.net.state_dict().values()):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
     assert main(["style-train", str(tmp_path / "scene0.png"), "--images", str(tmp_path), "-o", str(out),
                  "--init-model", "starry", "--width", "8", "--max-steps", "1", "--quiet"]) == 2
-    assert "width 16" in capsys.readouterr().err
+    assert f"width {shipped.settings.width}" in capsys.readouterr().err
 
 
 def _perturbed(net: TransformerNet) -> TransformerNet:
@@ -301,3 +305,51 @@ def test_fine_tuning_adds_noise_channels_with_zero_weights_and_refuses_fewer(tmp
                        settings=FastStyleSettings(width=4, n_residual=1, noise_channels=2)).save(tmp_path / "n.pt")
     with pytest.raises(VisageError, match="noise channels"):
         _init_weights(FastStyleSettings(width=4, n_residual=1, noise_channels=0, init_model=str(noisy)))
+
+
+def test_output_norm_gives_the_learnt_colours_whatever_the_photo_brightness():
+    mean, spread = torch.tensor([0.2, 0.3, 0.6]), torch.tensor([0.15, 0.1, 0.2])
+    normed = _perturbed(TransformerNet(width=4, n_residual=1, output_norm=True))
+    normed.set_output_colours(mean, spread)
+    plain = _perturbed(TransformerNet(width=4, n_residual=1))
+    photo = torch.from_numpy(_stripes(40)).permute(2, 0, 1)[None].float() / 255
+    dark, bright = 0.3 * photo, 0.4 + 0.5 * photo
+    with torch.no_grad():
+        for image in (dark, bright):
+            out = normed(image)
+            assert torch.allclose(out.mean(dim=(2, 3))[0], mean, atol=1e-4)
+            assert torch.allclose(out.std(dim=(2, 3))[0], spread, atol=2e-3)
+        # without it, the output's mean colour follows the photo's: here 0.47 grey levels apart
+        gap = plain(bright).mean() - plain(dark).mean()
+        assert float(gap) > 0.4
+    with pytest.raises(VisageError, match="output normalisation"):
+        plain.set_output_colours(mean, spread)
+
+
+def test_an_output_norm_model_reloads_and_fine_tunes_only_as_one(tmp_path):
+    from visage.style.fast import StyleModel, _init_weights
+
+    settings = FastStyleSettings(width=4, n_residual=1, output_norm=True)
+    net = _perturbed(TransformerNet(width=4, n_residual=1, output_norm=True))
+    net.set_output_colours(torch.tensor([0.3, 0.5, 0.7]), torch.tensor([0.1, 0.1, 0.1]))
+    path = StyleModel(net=net, style="s.png", feature_network=NET, settings=settings).save(tmp_path / "o.pt")
+    again = load_style_model(path)
+    photo = _stripes(40)
+    assert np.array_equal(again.apply_pixels(photo), StyleModel(net, "s.png", NET, settings).apply_pixels(photo))
+    # the mean colour of its output is the learnt one (0.3, 0.5, 0.7 of 255), up to rounding
+    assert np.allclose(again.apply_pixels(photo).reshape(-1, 3).mean(0), [76.5, 127.5, 178.5], atol=1)
+    with pytest.raises(VisageError, match="output-norm"):
+        _init_weights(FastStyleSettings(width=4, n_residual=1, init_model=str(path)))
+
+
+@pytest.mark.slow
+def test_output_norm_training_starts_at_the_style_colours(tmp_path):
+    _scenes(tmp_path)
+    style = _stripes()
+    settings = FastStyleSettings(image_size=32, batch_size=2, max_steps=1, lr=1e-6, width=4, n_residual=1,
+                                 network=NET, output_norm=True)
+    model = train_style_model(style, tmp_path, settings, progress=False)
+    colours = style.reshape(-1, 3) / 255.0
+    layer = model.net.output_colours
+    assert np.allclose(layer.bias.detach().numpy(), colours.mean(0), atol=1e-4)
+    assert np.allclose(layer.weight.detach().numpy(), colours.std(0, ddof=1), atol=1e-4)

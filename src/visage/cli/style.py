@@ -90,8 +90,13 @@ def register(sub) -> None:
                    help="long side the style image is resized to (default: --image-size)")
     t.add_argument("--width", type=int, default=None,
                    help="channels of the first layer (default 32 as in the paper, or --init-model's)")
-    t.add_argument("--noise-channels", type=int, default=0,
-                   help="noise channels fed beside RGB, so strokes can be painted on flat regions (default 0)")
+    t.add_argument("--noise-channels", type=int, default=None,
+                   help="noise channels fed beside RGB, so strokes can be painted on flat regions "
+                        "(default 0, or --init-model's)")
+    t.add_argument("--output-norm", action="store_true",
+                   help="normalise the output's colours to a learnt mean and spread per channel, starting at the "
+                        "style image's, so the palette is the style's whatever the photo's (on with an "
+                        "--init-model trained so)")
     t.add_argument("--init-model", default=None, metavar="MODEL",
                    help="fine-tune: start from this model (a file or a shipped style's name), not random weights")
     t.add_argument("--network", choices=["auto", "vgg16-hed", "vgg19"], default="auto",
@@ -236,14 +241,15 @@ def run_train(args) -> int:
     from ..style.fast import FastStyleSettings, load_style_model, train_style_model
     from ..style.transfer import parse_style_layers
 
-    width = args.width
-    if width is None:
-        width = load_style_model(args.init_model).settings.width if args.init_model else 32
+    # Fine-tuning takes the network's shape from the model it starts from unless told otherwise.
+    start = load_style_model(args.init_model).settings if args.init_model else FastStyleSettings()
+    width = args.width if args.width is not None else start.width
+    noise_channels = args.noise_channels if args.noise_channels is not None else start.noise_channels
     settings = FastStyleSettings(image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
                                  max_steps=args.max_steps, lr=args.lr, width=width, network=args.network,
                                  seed=args.seed, threads=args.threads, style_size=args.style_size,
-                                 crop_size=args.crop_size, noise_channels=args.noise_channels,
-                                 init_model=args.init_model)
+                                 crop_size=args.crop_size, noise_channels=noise_channels,
+                                 output_norm=args.output_norm or start.output_norm, init_model=args.init_model)
     for name in ("content_weight", "style_weight", "tv_weight", "content_layer"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))

@@ -79,12 +79,18 @@ class TransformerNet(nn.Module):
     noise the network cannot paint strokes there. Training draws fresh noise each step (from torch's
     random state); in eval mode the noise is a fixed pattern (seed :data:`NOISE_SEED`), so one image
     always gives the same output and video frames get the same strokes.
+
+    With ``output_norm``, the sum of input and change is instance-normalised per colour channel and
+    then given a learnt mean and spread (:attr:`output_colours`). Without it, the output's mean colour
+    follows the photo's (the layers after the first instance norm never see the photo's brightness, so
+    the change cannot undo it), while a style's Gram matrices fix its palette.
     """
 
-    def __init__(self, width: int = 32, n_residual: int = 5, noise_channels: int = 0):
+    def __init__(self, width: int = 32, n_residual: int = 5, noise_channels: int = 0, output_norm: bool = False):
         super().__init__()
         w = width
         self.noise_channels = noise_channels
+        self.output_colours = nn.InstanceNorm2d(3, affine=True) if output_norm else None
         self.net = nn.Sequential(
             _ConvNormRelu(3 + noise_channels, w, 9), _ConvNormRelu(w, 2 * w, 3, stride=2),
             _ConvNormRelu(2 * w, 4 * w, 3, stride=2),
@@ -111,7 +117,18 @@ class TransformerNet(nn.Module):
         if self.noise_channels:
             branch = torch.cat([branch, NOISE_SCALE * self._noise(x)], dim=1)
         y = x + self.net(branch) / 255.0
+        if self.output_colours is not None:
+            y = self.output_colours(y)
         return y[..., :h, :w]
+
+    def set_output_colours(self, mean: torch.Tensor, spread: torch.Tensor) -> None:
+        """Start the learnt output colours at this per-channel ``mean`` and ``spread`` (3 values each,
+        in [0, 1] units), such as a style image's; raises VisageError without ``output_norm``."""
+        if self.output_colours is None:
+            raise VisageError("this network has no output normalisation (output_norm=False)")
+        with torch.no_grad():
+            self.output_colours.weight.copy_(spread)
+            self.output_colours.bias.copy_(mean)
 
     def _noise(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -157,6 +174,9 @@ class FastStyleSettings:
     n_residual: int = 5
     #: Noise channels fed to the network beside RGB (see :class:`TransformerNet`); 0 in older models.
     noise_channels: int = 0
+    #: Normalise the output's colours to a learnt mean and spread, which start at the style image's
+    #: (see :class:`TransformerNet`); False in older models.
+    output_norm: bool = False
     #: Start from this model's weights (a model file or a shipped style's name) instead of random
     #: ones: fine-tuning. Its width and n_residual must be these; its noise channels at most these.
     init_model: str | None = None
@@ -318,7 +338,7 @@ def load_style_model(path: os.PathLike | str, device: str = "cpu") -> StyleModel
     path = resolve_style_model(path)
     payload = _read_visage_file(path, MODEL_FORMAT, "style model")
     settings = FastStyleSettings(**payload["settings"])
-    net = TransformerNet(settings.width, settings.n_residual, settings.noise_channels)
+    net = TransformerNet(settings.width, settings.n_residual, settings.noise_channels, settings.output_norm)
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
     except (RuntimeError, KeyError) as exc:
@@ -377,9 +397,13 @@ def train_style_model(
     layers = list(dict.fromkeys([*weights, settings.content_layer]))
     # Seeded here, after the feature network, whose first (uncached) load draws random numbers.
     torch.manual_seed(settings.seed)
-    net = TransformerNet(settings.width, settings.n_residual, settings.noise_channels).to(settings.device)
+    net = TransformerNet(settings.width, settings.n_residual, settings.noise_channels,
+                         settings.output_norm).to(settings.device)
     if settings.init_model is not None:
         net.load_state_dict(_init_weights(settings))
+    elif settings.output_norm:
+        colours = torch.from_numpy(style_img.pixels.reshape(-1, 3).astype(np.float32) / 255.0)
+        net.set_output_colours(colours.mean(0), colours.std(0))
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
 
     history: list[dict] = []
@@ -510,6 +534,9 @@ def _init_weights(settings: FastStyleSettings) -> dict:
                           f"and {start.settings.noise_channels} noise channels, not {settings.width}, "
                           f"{settings.n_residual} and at most {settings.noise_channels}; train with the same "
                           "--width, and at least as many --noise-channels")
+    if start.settings.output_norm != settings.output_norm:
+        raise VisageError(f"{settings.init_model}: its network was trained "
+                          f"{'with' if start.settings.output_norm else 'without'} --output-norm; fine-tune it the same way")
     state = start.net.state_dict()
     first = "net.0.1.weight"  # the 9×9 conv after its padding: (width, 3 + noise, 9, 9)
     extra = settings.noise_channels - start.settings.noise_channels
