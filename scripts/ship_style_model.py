@@ -16,9 +16,13 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+if TYPE_CHECKING:
+    from visage.style.fast import FastStyleSettings
+
 DATA = Path(os.environ.get("VISAGE_DEV_DATA", ROOT.parent / "shared" / "data"))
 #: Held-out photos the card's numbers are measured on (none of them, nor their identities, trained on).
 MEASURE_ON = ["faces/facerec__obama/obama.jpg", "style/content/tubingen.jpg", "faces/openface__lennon/lennon-1.jpg"]
@@ -65,7 +69,7 @@ def main() -> None:
     card = {
         "name": args.name, "file": target.name, "bytes": target.stat().st_size,
         "weights": "float16" if args.fp16 else "float32",
-        "network": "Johnson et al. 2016 transformer (instance norm, global residual), visage.style.fast.TransformerNet",
+        "network": _describe(model.settings),
         "loss_network": model.feature_network,
         "training": {"settings": asdict(model.settings), "steps": len(history),
                       "seconds": history[-1]["seconds"] if history else None,
@@ -81,6 +85,16 @@ def main() -> None:
         card.update(json.loads(Path(args.card_extra).read_text()))
     (folder / f"{args.name}.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {target} ({target.stat().st_size / 2**20:.2f} MiB) and {args.name}.json")
+
+
+def _describe(settings: FastStyleSettings) -> str:
+    """The card's one-line description of the network."""
+    parts = [f"width {settings.width}", f"{settings.n_residual} residual blocks", "instance norm", "global residual"]
+    if settings.noise_channels:
+        parts.append(f"{settings.noise_channels} noise channels")
+    if settings.output_norm:
+        parts.append("output colours normalised to a learnt mean and spread")
+    return f"Johnson et al. 2016 transformer ({', '.join(parts)}), visage.style.fast.TransformerNet"
 
 
 if __name__ == "__main__":
