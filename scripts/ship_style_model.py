@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,8 @@ def main() -> None:
 
     model = load_style_model(args.model)
     model.style = Path(model.style).name  # no path of the machine it was trained on
+    if model.settings.init_model is not None:
+        model.settings = replace(model.settings, init_model=Path(model.settings.init_model).name)
     folder = ROOT / "src" / "visage" / "data" / "styles"
     folder.mkdir(parents=True, exist_ok=True)
     target = model.save(folder / f"{args.name}.pt")
