@@ -46,7 +46,8 @@ def main() -> None:
     from visage.style.transfer import _resize_long
 
     model = load_style_model(args.model)
-    model.style = Path(model.style).name  # no path of the machine it was trained on
+    # The card and the file keep no path of the machine the model was trained on.
+    model.style = Path(model.style).name
     if model.settings.init_model is not None:
         model.settings = replace(model.settings, init_model=Path(model.settings.init_model).name)
     folder = ROOT / "src" / "visage" / "data" / "styles"
