@@ -213,6 +213,19 @@ def _perturbed(net: TransformerNet) -> TransformerNet:
     return net.eval()
 
 
+def test_training_scores_the_clamped_image_a_user_gets():
+    net = _perturbed(TransformerNet(width=4, n_residual=1)).train()
+    with torch.no_grad():
+        net.net[-1].bias.fill_(100.0)  # +100 grey levels: the brighter pixels overflow white
+    out = net(torch.rand(1, 3, 32, 32))
+    pixels = out.detach()
+    assert float(pixels.min()) >= 0.0 and float(pixels.max()) <= 1.0
+    assert float((pixels == 1.0).float().mean()) > 0.2
+    out.mean().backward()
+    # the pixels still in range go on teaching the network
+    assert float(net.net[-1].bias.grad.abs().sum()) > 0
+
+
 def test_noise_channels_paint_on_a_flat_region():
     flat = torch.full((1, 3, 40, 40), 0.5)
     plain = _perturbed(TransformerNet(width=4, n_residual=1))
@@ -308,7 +321,8 @@ def test_fine_tuning_adds_noise_channels_with_zero_weights_and_refuses_fewer(tmp
 
 
 def test_output_norm_gives_the_learnt_colours_whatever_the_photo_brightness():
-    mean, spread = torch.tensor([0.2, 0.3, 0.6]), torch.tensor([0.15, 0.1, 0.2])
+    # spreads small enough that the clamp to [0, 1] cuts nothing off
+    mean, spread = torch.tensor([0.3, 0.4, 0.6]), torch.tensor([0.06, 0.05, 0.07])
     normed = _perturbed(TransformerNet(width=4, n_residual=1, output_norm=True))
     normed.set_output_colours(mean, spread)
     plain = _perturbed(TransformerNet(width=4, n_residual=1))

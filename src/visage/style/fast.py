@@ -68,8 +68,10 @@ class _Residual(nn.Module):
 class TransformerNet(nn.Module):
     """Johnson's image-transformation network with instance normalisation.
 
-    Takes RGB in [0, 1], shape (N, 3, H, W), and returns an image of the same shape (not clamped;
-    :meth:`StyleModel.apply` clamps). Unlike the paper's network, the output is the input plus the
+    Takes RGB in [0, 1], shape (N, 3, H, W), and returns an image of the same shape, clamped to
+    [0, 1]. Training scores the clamped image, the one a user gets: unclamped, a network learns to
+    match the style's Gram matrices with colours beyond white and black, and clamping them at use
+    tripled the measured style loss. Unlike the paper's network, the output is the input plus the
     network's output (a global residual connection), which makes short CPU trainings work.
     ``width`` is the channel count of the first layer (32 in the
     paper); ``n_residual`` the number of residual blocks (5).
@@ -119,7 +121,7 @@ class TransformerNet(nn.Module):
         y = x + self.net(branch) / 255.0
         if self.output_colours is not None:
             y = self.output_colours(y)
-        return y[..., :h, :w]
+        return y[..., :h, :w].clamp(0.0, 1.0)
 
     def set_output_colours(self, mean: torch.Tensor, spread: torch.Tensor) -> None:
         """Start the learnt output colours at this per-channel ``mean`` and ``spread`` (3 values each,
