@@ -91,7 +91,8 @@ def main() -> None:
     parser.add_argument("--style", default=None, help="the style image (default: the model card's, in the dev data)")
     parser.add_argument("--size", type=int, default=256, help="long side of every output scored (default 256)")
     parser.add_argument("--gatys-steps", type=int, default=300)
-    parser.add_argument("--gatys-images", type=int, default=3, help="how many of the held-out photos Gatys runs on")
+    parser.add_argument("--gatys-images", type=int, default=6,
+                        help="how many of the held-out photos Gatys runs on (default 6: all of them)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timing-steps", type=int, default=10, help="Gatys steps timed at 512 px (default 10)")
     parser.add_argument("--network", default="vgg16-hed")
