@@ -332,7 +332,7 @@ def test_output_norm_gives_the_learnt_colours_whatever_the_photo_brightness():
         for image in (dark, bright):
             out = normed(image)
             assert torch.allclose(out.mean(dim=(2, 3))[0], mean, atol=1e-4)
-            assert torch.allclose(out.std(dim=(2, 3))[0], spread, atol=2e-3)
+            assert torch.allclose(out.std(dim=(2, 3))[0], spread, atol=1e-3)  # 2% of the smallest spread
         # without it, the output's mean colour follows the photo's: here 0.47 grey levels apart
         gap = plain(bright).mean() - plain(dark).mean()
         assert float(gap) > 0.4
